@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+# Compiles every public header of include/membound on its own with -fsyntax-only.
+# Invoked by the header_check test: cmake -DCXX=... -DROOT=... -DINCLUDES=... -DDEFS=... -P CheckHeaders.cmake
+file(GLOB_RECURSE headers RELATIVE "${ROOT}/include" "${ROOT}/include/membound/*.hpp")
+set(flags -std=c++20 -fsyntax-only -Wall -Wextra -Wpedantic -Werror -Wno-psabi -x c++)
+if(NATIVE)
+  list(APPEND flags -march=native)
+endif()
+foreach(dir IN LISTS INCLUDES)
+  if(dir MATCHES "^${ROOT}")
+    list(APPEND flags -I${dir})
+  else()
+    list(APPEND flags -isystem ${dir})
+  endif()
+endforeach()
+foreach(d IN LISTS DEFS)
+  list(APPEND flags -D${d})
+endforeach()
+set(failed 0)
+list(LENGTH headers n)
+foreach(h IN LISTS headers)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E echo "#include <${h}>"
+                  COMMAND ${CXX} ${flags} -
+                  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    message(SEND_ERROR "header ${h} does not compile on its own:\n${err}")
+    math(EXPR failed "${failed}+1")
+  endif()
+endforeach()
+if(failed)
+  message(FATAL_ERROR "${failed} of ${n} headers failed the one-header check")
+endif()
+message(STATUS "${n} headers compile on their own")
