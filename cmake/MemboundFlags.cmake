@@ -6,7 +6,9 @@ add_library(membound_dev INTERFACE)
 target_link_libraries(membound_dev INTERFACE membound::membound)
 target_compile_options(membound_dev INTERFACE
   -ffp-contract=off -fno-fast-math -fno-finite-math-only
-  -Wall -Wextra -Wpedantic -Wshadow -Wno-psabi)
+  -Wall -Wextra -Wpedantic -Wshadow -Wno-psabi
+  # GCC 12 reports false maybe-uninitialized warnings inside its AVX-512 intrinsics as inlined by Eigen.
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 if(MEMBOUND_NATIVE)
   target_compile_options(membound_dev INTERFACE -march=native)
 endif()

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief xsimd glue shared by the CPU kernels: unaligned and partial (tail) loads and stores,
+/// non-temporal stores, horizontal reductions, bf16/f16 widening and narrowing of one batch, and
+/// a fast vector `exp`. Everything is O(1) per batch and templated on an xsimd architecture `A`.
+///
+/// Fast exp accuracy: Cody-Waite reduction x = n ln2 + r (two-constant ln2), the Cephes degree-7
+/// polynomial for exp(r) on |r| <= ln2/2 in Horner form with FMA, scaling by 2^n through the
+/// exponent bits (two steps near the ends of the range, so subnormal results are rounded once).
+/// Measured maximum error against correctly rounded exp over every float in [-104, 89]:
+/// 1 ulp for normal results on the FMA architectures (avx2, avx512); up to 2 ulp on sse4, whose
+/// `fma` is a multiply and an add. Special values: exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN,
+/// overflow (x > 88.72) -> inf, underflow rounds through the subnormals to 0.
+/// Raw intrinsics appear only where xsimd 8.1 lacks the operation (masked tails, streaming
+/// stores, 32 <-> 16 bit narrowing, F16C), each guarded by the architecture so every tag compiles.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <immintrin.h>
+#include <xsimd/xsimd.hpp>
+
+#include "membound/backend/tags.hpp"
+#include "membound/config.hpp"
+#include "membound/core/dtype.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace cpu {
+namespace detail {
+
+template <class A>
+using fbatch = xsimd::batch<float, A>;
+template <class A>
+using ibatch = xsimd::batch<std::int32_t, A>;
+template <class A>
+using ubatch = xsimd::batch<std::uint32_t, A>;
+/// Number of float lanes of architecture A.
+template <class A>
+inline constexpr std::size_t lanes = fbatch<A>::size;
+
+template <class A>
+inline constexpr bool is_avx512 = std::is_base_of_v<xsimd::avx512f, A>;
+template <class A>
+inline constexpr bool is_avx2 = std::is_base_of_v<xsimd::avx2, A>;
+template <class A>
+inline constexpr bool is_sse41 = std::is_base_of_v<xsimd::sse4_1, A>;
+
+/// Refuses a backend that is neither scalar nor an xsimd architecture.
+template <class B>
+constexpr void check_cpu_backend() {
+  static_assert(backend::is_cpu_backend<B>, "membound: this kernel needs backend::scalar or backend::simd<Arch>");
+}
+
+// ---- loads and stores ------------------------------------------------------------------------
+
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> loadu(const float* p) noexcept {
+  return fbatch<A>::load_unaligned(p);
+}
+template <class A>
+MEMBOUND_ALWAYS_INLINE void storeu(float* p, const fbatch<A>& v) noexcept {
+  v.store_unaligned(p);
+}
+
+/// Loads n < lanes elements, the other lanes set to `fill` (never reads past p + n).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> load_partial(const float* p, std::size_t n, float fill) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p);
+  } else
+#endif
+  {
+    alignas(64) float buf[lanes<A>];
+    for (std::size_t i = 0; i < lanes<A>; ++i) buf[i] = i < n ? p[i] : fill;
+    return fbatch<A>::load_aligned(buf);
+  }
+}
+/// Stores the first n < lanes lanes (never writes past p + n).
+template <class A>
+MEMBOUND_ALWAYS_INLINE void store_partial(float* p, std::size_t n, const fbatch<A>& v) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+  } else
+#endif
+  {
+    alignas(64) float buf[lanes<A>];
+    v.store_aligned(buf);
+    for (std::size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+}
+
+/// Non-temporal store of a full batch to an address aligned to the batch size (bypasses the
+/// caches: no read-for-ownership, the line goes straight to memory). Call `stream_fence` after.
+template <class A>
+MEMBOUND_ALWAYS_INLINE void store_stream(float* p, const fbatch<A>& v) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) { _mm512_stream_ps(p, v); return; }
+#endif
+#if defined(__AVX__)
+  if constexpr (lanes<A> == 8 && is_avx2<A>) { _mm256_stream_ps(p, v); return; }
+#endif
+#if defined(__SSE2__)
+  if constexpr (lanes<A> == 4 && is_sse41<A>) { _mm_stream_ps(p, v); return; }
+#endif
+  v.store_aligned(p);
+}
+/// Orders the preceding non-temporal stores before any later store.
+MEMBOUND_ALWAYS_INLINE void stream_fence() noexcept {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+/// Output size (bytes) above which kernels write their output with non-temporal stores: large
+/// outputs would only evict the input from the caches, and streaming saves the read-for-ownership.
+inline constexpr std::size_t stream_threshold_bytes = std::size_t(8) << 20;
+
+/// y[i] = f(x[i]) batch by batch; with `stream`, full batches are written with non-temporal stores
+/// once y is 64-byte aligned. y may alias x exactly (each batch is read before it is written).
+template <class A, class F>
+MEMBOUND_ALWAYS_INLINE void transform(const float* x, float* y, std::size_t n, bool stream, F f) noexcept {
+  constexpr std::size_t L = lanes<A>;
+  std::size_t i = 0;
+  if (stream && (reinterpret_cast<std::uintptr_t>(y) & 3u) == 0) {
+    // Head: reach a 64-byte boundary of y with partial batches.
+    std::size_t head = ((64u - (reinterpret_cast<std::uintptr_t>(y) & 63u)) & 63u) / sizeof(float);
+    if (head > n) head = n;
+    while (i < head) {
+      const std::size_t m = head - i < L ? head - i : L;
+      if (m == L) storeu<A>(y + i, f(loadu<A>(x + i)));
+      else store_partial<A>(y + i, m, f(load_partial<A>(x + i, m, 0.f)));
+      i += m;
+    }
+    for (; i + 2 * L <= n; i += 2 * L) {
+      const auto v0 = f(loadu<A>(x + i));
+      const auto v1 = f(loadu<A>(x + i + L));
+      store_stream<A>(y + i, v0);
+      store_stream<A>(y + i + L, v1);
+    }
+    for (; i + L <= n; i += L) store_stream<A>(y + i, f(loadu<A>(x + i)));
+    stream_fence();
+  } else {
+    for (; i + 2 * L <= n; i += 2 * L) {
+      const auto v0 = f(loadu<A>(x + i));
+      const auto v1 = f(loadu<A>(x + i + L));
+      storeu<A>(y + i, v0);
+      storeu<A>(y + i + L, v1);
+    }
+    for (; i + L <= n; i += L) storeu<A>(y + i, f(loadu<A>(x + i)));
+  }
+  if (i < n) store_partial<A>(y + i, n - i, f(load_partial<A>(x + i, n - i, 0.f)));
+}
+
+// ---- horizontal reductions -------------------------------------------------------------------
+
+template <class A>
+MEMBOUND_ALWAYS_INLINE float hsum(const fbatch<A>& v) noexcept {
+  return xsimd::hadd(v);
+}
+/// Largest lane (NaN lanes must be handled by the caller).
+template <class A>
+MEMBOUND_ALWAYS_INLINE float hmax(const fbatch<A>& v) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) return _mm512_reduce_max_ps(v);
+#endif
+  alignas(64) float buf[lanes<A>];
+  v.store_aligned(buf);
+  float m = buf[0];
+  for (std::size_t i = 1; i < lanes<A>; ++i) m = buf[i] > m ? buf[i] : m;
+  return m;
+}
+
+// ---- fast exp --------------------------------------------------------------------------------
+
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> exp_poly(const fbatch<A>& r) noexcept {
+  using B = fbatch<A>;
+  // Cephes expf: exp(r) ~ 1 + r + r^2 P(r) on |r| <= ln2/2.
+  B p(1.9875691500e-4f);
+  p = xsimd::fma(p, r, B(1.3981999507e-3f));
+  p = xsimd::fma(p, r, B(8.3334519073e-3f));
+  p = xsimd::fma(p, r, B(4.1665795894e-2f));
+  p = xsimd::fma(p, r, B(1.6666665459e-1f));
+  p = xsimd::fma(p, r, B(5.0000001201e-1f));
+  return xsimd::fma(p, r * r, r + B(1.f));
+}
+
+/// exp(x) for every lane; <= 1 ulp from the correctly rounded result on FMA architectures (see
+/// the file comment); handles +-inf, NaN, overflow and underflow like std::exp.
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> exp(const fbatch<A>& x) noexcept {
+  using B = fbatch<A>;
+  const B log2e(1.44269504088896341f), shifter(12582912.f); // 1.5 * 2^23: rounds to an integer
+  const B ln2_hi(0.693359375f), ln2_lo(-2.12194440e-4f);
+  if (MEMBOUND_LIKELY(xsimd::all(xsimd::abs(x) <= B(87.f)))) {
+    const B t = xsimd::fma(x, log2e, shifter); // low mantissa bits of t hold n = round(x log2 e)
+    const B n = t - shifter;
+    B r = xsimd::fnma(n, ln2_hi, x);
+    r = xsimd::fnma(n, ln2_lo, r);
+    const auto e = (xsimd::bitwise_cast<ibatch<A>>(t) + ibatch<A>(127)) << 23; // 2^n, n in [-126, 126]
+    return exp_poly<A>(r) * xsimd::bitwise_cast<B>(e);
+  }
+  // Slow path (rare): clamp, scale by 2^n in two halves so that n in [-159, 144] stays exact.
+  const B xc = xsimd::min(xsimd::max(x, B(-110.f)), B(100.f)); // NaN lanes are fixed below
+  const B t = xsimd::fma(xc, log2e, shifter);
+  const B n = t - shifter;
+  B r = xsimd::fnma(n, ln2_hi, xc);
+  r = xsimd::fnma(n, ln2_lo, r);
+  const ibatch<A> ni = xsimd::bitwise_cast<ibatch<A>>(t) - xsimd::bitwise_cast<ibatch<A>>(shifter);
+  const ibatch<A> n1 = ni >> 1; // arithmetic shift: floor(n / 2)
+  const ibatch<A> n2 = ni - n1;
+  const B s1 = xsimd::bitwise_cast<B>((n1 + ibatch<A>(127)) << 23);
+  const B s2 = xsimd::bitwise_cast<B>((n2 + ibatch<A>(127)) << 23);
+  const B y = (exp_poly<A>(r) * s1) * s2;
+  return xsimd::select(x != x, x + x, y);
+}
+
+// ---- 16-bit widening and narrowing (one batch of lanes<A> elements) --------------------------
+
+/// bf16 bits -> f32 by a 16-bit shift (exact; NaN payloads are not quieted: for arithmetic).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> widen_bf16(const bf16* p) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (lanes<A> == 8 && is_avx2<A>) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+#endif
+#if defined(__SSE4_1__)
+  if constexpr (lanes<A> == 4 && is_sse41<A>) {
+    const __m128i w = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    return _mm_castsi128_ps(_mm_slli_epi32(w, 16));
+  }
+#endif
+  alignas(64) std::uint32_t buf[lanes<A>];
+  for (std::size_t i = 0; i < lanes<A>; ++i) buf[i] = static_cast<std::uint32_t>(p[i].bits) << 16;
+  return xsimd::bitwise_cast<fbatch<A>>(ubatch<A>::load_aligned(buf));
+}
+
+/// bf16 -> f32 exactly as `bf16::to_float` (NaN gets its quiet bit).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> widen_bf16_exact(const bf16* p) noexcept {
+  const ubatch<A> u = xsimd::bitwise_cast<ubatch<A>>(widen_bf16<A>(p));
+  const auto nan = (u & ubatch<A>(0x7fffffffu)) > ubatch<A>(0x7f800000u);
+  return xsimd::bitwise_cast<fbatch<A>>(xsimd::select(nan, u | ubatch<A>(0x00400000u), u));
+}
+
+/// Narrows lanes<A> 32-bit values, each < 2^16, to 16 bits and stores them at p.
+template <class A>
+MEMBOUND_ALWAYS_INLINE void store_u16(std::uint16_t* p, const ubatch<A>& v) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (lanes<A> == 8 && is_avx2<A>) {
+    const __m256i packed = _mm256_packus_epi32(v, v); // per 128-bit half: a0..3 a0..3 | b0..3 b0..3
+    const __m256i ordered = _mm256_permute4x64_epi64(packed, 0x08); // a, b in the low 128 bits
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(ordered));
+    return;
+  }
+#endif
+#if defined(__SSE4_1__)
+  if constexpr (lanes<A> == 4 && is_sse41<A>) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(v, v));
+    return;
+  }
+#endif
+  alignas(64) std::uint32_t buf[lanes<A>];
+  v.store_aligned(buf);
+  for (std::size_t i = 0; i < lanes<A>; ++i) p[i] = static_cast<std::uint16_t>(buf[i]);
+}
+
+/// f32 -> bf16 bit patterns exactly as `bf16::from_float` (round to nearest even, quiet NaN,
+/// subnormals rounded, never flushed), computed with integer operations.
+template <class A>
+MEMBOUND_ALWAYS_INLINE ubatch<A> bf16_bits(const fbatch<A>& x) noexcept {
+  using U = ubatch<A>;
+  const U u = xsimd::bitwise_cast<U>(x);
+  const auto nan = (u & U(0x7fffffffu)) > U(0x7f800000u);
+  const U rounded = (u + (U(0x7fffu) + ((u >> 16) & U(1u)))) >> 16;
+  return xsimd::select(nan, (u >> 16) | U(0x0040u), rounded);
+}
+
+#if defined(__F16C__)
+/// True when the F16C / AVX-512F half conversions can serve architecture A.
+template <class A>
+inline constexpr bool has_f16c = is_avx512<A> || (lanes<A> == 8 && is_avx2<A>) || (lanes<A> == 4 && is_sse41<A>);
+#else
+template <class A>
+inline constexpr bool has_f16c = false;
+#endif
+
+/// f16 -> f32 exactly as `f16::to_float` (vcvtph2ps: exact, subnormals kept, NaN quieted).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> widen_f16(const f16* p) noexcept {
+#if defined(__F16C__)
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+#endif
+  if constexpr (lanes<A> == 8 && is_avx2<A>) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  if constexpr (lanes<A> == 4 && is_sse41<A>) return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+#endif
+  alignas(64) float buf[lanes<A>];
+  for (std::size_t i = 0; i < lanes<A>; ++i) buf[i] = p[i].to_float();
+  return fbatch<A>::load_aligned(buf);
+}
+
+/// f32 -> f16 exactly as `f16::from_float` (vcvtps2ph, round to nearest even: subnormal results
+/// are rounded, not flushed; overflow -> inf; NaN -> quiet NaN with the top payload bits).
+template <class A>
+MEMBOUND_ALWAYS_INLINE void narrow_f16(f16* p, const fbatch<A>& x) noexcept {
+#if defined(__F16C__)
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    return;
+  }
+#endif
+  if constexpr (lanes<A> == 8 && is_avx2<A>) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    return;
+  }
+  if constexpr (lanes<A> == 4 && is_sse41<A>) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    return;
+  }
+#endif
+  alignas(64) float buf[lanes<A>];
+  x.store_aligned(buf);
+  for (std::size_t i = 0; i < lanes<A>; ++i) p[i] = f16::from_float(buf[i]);
+}
+
+} // namespace detail
+} // namespace cpu
+} // namespace v0_1
+} // namespace membound

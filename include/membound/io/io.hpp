@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief Floor 2 aggregate for file formats: the safetensors reader and writer
+/// (`io::safetensors`, `io::safetensors_writer`) and sharded checkpoints
+/// (`io::sharded_safetensors`, Hugging Face `model.safetensors.index.json`).
+
+#include "membound/io/safetensors.hpp"
+#include "membound/io/safetensors_index.hpp"
