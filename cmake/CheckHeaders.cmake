@@ -2,6 +2,8 @@
 # Compiles every public header of include/membound on its own with -fsyntax-only.
 # Invoked by the header_check test: cmake -DCXX=... -DROOT=... -DINCLUDES=... -DDEFS=... -P CheckHeaders.cmake
 file(GLOB_RECURSE headers RELATIVE "${ROOT}/include" "${ROOT}/include/membound/*.hpp")
+string(REPLACE "|" ";" INCLUDES "${INCLUDES}")
+string(REPLACE "|" ";" DEFS "${DEFS}")
 set(flags -std=c++20 -fsyntax-only -Wall -Wextra -Wpedantic -Werror -Wno-psabi -x c++)
 if(NATIVE)
   list(APPEND flags -march=native)

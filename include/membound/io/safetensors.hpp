@@ -13,7 +13,8 @@
 ///   `data_offsets`, or has any other key (stricter: the reference ignores extra keys);
 /// - an unknown dtype (the twelve of `membound::dtype` are known; U16/U32/U64/C64/F8_E8M0/F4
 ///   of recent reference versions are rejected as unknown);
-/// - negative, fractional or > 2^63-1 dimensions; element or byte counts overflowing 64 bits;
+/// - negative, fractional or > 2^63-1 dimensions; element counts over 2^63-1 (at any prefix of
+///   the shape); byte counts overflowing 64 bits;
 /// - reversed offsets, offsets past the data section, a byte range whose length differs from
 ///   product(shape) x dtype size, gaps or overlaps between tensors, data not ending at the end;
 /// - `__metadata__` that is not an object (null is accepted) or has non-string values.
@@ -142,6 +143,10 @@ inline std::size_t utf8_error_offset(std::string_view s) noexcept {
 /// silently). `what` prefixes the messages ("safetensors header", "index").
 /// @throws format_error for invalid JSON or a duplicate key, naming the key and its parent key.
 inline nlohmann::json parse_json_strict(std::string_view text, const char* what) {
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows; a raw
+  // NUL is never valid JSON (inside strings it must be escaped), so reject it here.
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
+    throw format_error(::membound::detail::concat(what, " is not valid JSON: NUL byte at offset ", nul));
   // One set of seen keys per open object; the parent key names the object in messages.
   struct frame {
     std::set<std::string, std::less<>> keys;
@@ -415,24 +420,22 @@ private:
 
     const auto& js = e["shape"];
     if (!js.is_array()) fail(concat("tensor ", q, ": shape is ", detail::short_dump(js), ", expected an array"));
+    // Every prefix product must fit in index_t (as the reference, which stops at the first
+    // overflow even when a later extent is 0), so no later product of these extents overflows.
+    constexpr auto max_count = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
     std::uint64_t count = 1;
-    bool overflow = false;
     t.shape.clear();
     t.shape.reserve(js.size()); // bounded by the header size
     for (std::size_t i = 0; i < js.size(); ++i) {
       std::uint64_t d = 0;
       if (!detail::json_to_u64(js[i], d))
         fail(concat("tensor ", q, ": shape[", i, "] is ", detail::short_dump(js[i]), ", expected a non-negative integer"));
-      if (d > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
-        fail(concat("tensor ", q, ": shape[", i, "] is ", d, ", larger than 2^63-1"));
-      if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) overflow = true;
-      else count *= d;
+      if (d > max_count) fail(concat("tensor ", q, ": shape[", i, "] is ", d, ", larger than 2^63-1"));
       t.shape.push_back(static_cast<index_t>(d));
+      if (d != 0 && count > max_count / d)
+        fail(concat("tensor ", q, ": shape ", detail::short_dump(js), " has more than 2^63-1 elements"));
+      count *= d;
     }
-    // A zero extent anywhere makes the count 0 even when a prefix product overflowed.
-    if (std::find(t.shape.begin(), t.shape.end(), index_t{0}) != t.shape.end()) { overflow = false; count = 0; }
-    if (overflow)
-      fail(concat("tensor ", q, ": shape ", detail::shape_string(t.shape), " has more than 2^64-1 elements"));
     const std::uint64_t esize = dtype_size(t.type);
     if (count > std::numeric_limits<std::uint64_t>::max() / esize)
       fail(concat("tensor ", q, ": shape ", detail::shape_string(t.shape), " of ", dtype_name(t.type),
