@@ -35,7 +35,8 @@ void check_close(view<const float> got, view<const float> want, index_t k) {
 #endif
 
 TEST_CASE_TEMPLATE("gemm matches the oracle on odd shapes and every operand layout", B, GEMM_BACKENDS) {
-  for (auto [m, k, n] : {std::array<index_t, 3>{1, 1, 1}, {7, 5, 3}, {17, 33, 9}, {64, 64, 64}, {3, 129, 1}, {1, 70, 31}}) {
+  for (const auto& mkn : {std::array<index_t, 3>{1, 1, 1}, {7, 5, 3}, {17, 33, 9}, {64, 64, 64}, {3, 129, 1}, {1, 70, 31}}) {
+    const index_t m = mkn[0], k = mkn[1], n = mkn[2]; // (clang 14 cannot capture structured bindings in CAPTURE)
     CAPTURE(m); CAPTURE(k); CAPTURE(n);
     auto a = random_matrix(m, k, 1), at = random_matrix(k, m, 2);
     auto b = random_matrix(k, n, 3), bt = random_matrix(n, k, 4);

@@ -30,13 +30,13 @@ float dot(const float* x, const float* y, std::size_t n) noexcept {
   B a0(0.f), a1(0.f), a2(0.f), a3(0.f);
   std::size_t i = 0;
   for (; i + 4 * L <= n; i += 4 * L) {
-    a0 = xsimd::fma(loadu<A>(x + i), loadu<A>(y + i), a0);
-    a1 = xsimd::fma(loadu<A>(x + i + L), loadu<A>(y + i + L), a1);
-    a2 = xsimd::fma(loadu<A>(x + i + 2 * L), loadu<A>(y + i + 2 * L), a2);
-    a3 = xsimd::fma(loadu<A>(x + i + 3 * L), loadu<A>(y + i + 3 * L), a3);
+    a0 = detail::fma<A>(loadu<A>(x + i), loadu<A>(y + i), a0);
+    a1 = detail::fma<A>(loadu<A>(x + i + L), loadu<A>(y + i + L), a1);
+    a2 = detail::fma<A>(loadu<A>(x + i + 2 * L), loadu<A>(y + i + 2 * L), a2);
+    a3 = detail::fma<A>(loadu<A>(x + i + 3 * L), loadu<A>(y + i + 3 * L), a3);
   }
-  for (; i + L <= n; i += L) a0 = xsimd::fma(loadu<A>(x + i), loadu<A>(y + i), a0);
-  if (i < n) a1 = xsimd::fma(load_partial<A>(x + i, n - i, 0.f), load_partial<A>(y + i, n - i, 0.f), a1);
+  for (; i + L <= n; i += L) a0 = detail::fma<A>(loadu<A>(x + i), loadu<A>(y + i), a0);
+  if (i < n) a1 = detail::fma<A>(load_partial<A>(x + i, n - i, 0.f), load_partial<A>(y + i, n - i, 0.f), a1);
   return hsum<A>((a0 + a1) + (a2 + a3));
 }
 template <class A>
@@ -62,8 +62,9 @@ float max(const float* x, std::size_t n) noexcept {
   constexpr std::size_t L = lanes<A>;
   const B ninf(-std::numeric_limits<float>::infinity());
   B m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
-  // NaN detection: x != x is true only for NaN; OR-ed into a batch_bool per chain.
-  auto nan0 = B(0.f) != B(0.f), nan1 = nan0;
+  // NaN detection OR-ed into a batch_bool per chain (xsimd::isnan: an unordered compare; xsimd
+  // 8.1 spells float != as an *ordered* compare on avx/avx512, so NaN != NaN is false there).
+  auto nan0 = xsimd::isnan(B(0.f)), nan1 = nan0;
   std::size_t i = 0;
   for (; i + 4 * L <= n; i += 4 * L) {
     const B v0 = loadu<A>(x + i), v1 = loadu<A>(x + i + L), v2 = loadu<A>(x + i + 2 * L), v3 = loadu<A>(x + i + 3 * L);
@@ -71,18 +72,18 @@ float max(const float* x, std::size_t n) noexcept {
     m1 = xsimd::max(m1, v1);
     m2 = xsimd::max(m2, v2);
     m3 = xsimd::max(m3, v3);
-    nan0 = nan0 || ((v0 != v0) || (v1 != v1));
-    nan1 = nan1 || ((v2 != v2) || (v3 != v3));
+    nan0 = nan0 || (xsimd::isnan(v0) || xsimd::isnan(v1));
+    nan1 = nan1 || (xsimd::isnan(v2) || xsimd::isnan(v3));
   }
   for (; i + L <= n; i += L) {
     const B v = loadu<A>(x + i);
     m0 = xsimd::max(m0, v);
-    nan0 = nan0 || (v != v);
+    nan0 = nan0 || xsimd::isnan(v);
   }
   if (i < n) {
     const B v = load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity());
     m1 = xsimd::max(m1, v);
-    nan1 = nan1 || (v != v);
+    nan1 = nan1 || xsimd::isnan(v);
   }
   if (xsimd::any(nan0 || nan1)) return std::numeric_limits<float>::quiet_NaN();
   return hmax<A>(xsimd::max(xsimd::max(m0, m1), xsimd::max(m2, m3)));

@@ -6,12 +6,13 @@
 /// a fast vector `exp`. Everything is O(1) per batch and templated on an xsimd architecture `A`.
 ///
 /// Fast exp accuracy: Cody-Waite reduction x = n ln2 + r (two-constant ln2), the Cephes degree-7
-/// polynomial for exp(r) on |r| <= ln2/2 in Horner form with FMA, scaling by 2^n through the
-/// exponent bits (two steps near the ends of the range, so subnormal results are rounded once).
-/// Measured maximum error against correctly rounded exp over every float in [-104, 89]:
-/// 1 ulp for normal results on the FMA architectures (avx2, avx512); up to 2 ulp on sse4, whose
-/// `fma` is a multiply and an add. Special values: exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN,
-/// overflow (x > 88.72) -> inf, underflow rounds through the subnormals to 0.
+/// polynomial for exp(r) on |r| <= ln2/2 (Horner with FMA), scaling by 2^n. AVX-512 scales with
+/// vscalefps (overflow and gradual underflow built in, no branch); the other architectures build
+/// 2^n in the exponent bits, in two halves on a rarely taken path near the ends of the range.
+/// Measured maximum error against the correctly rounded exp on a sweep of every 61st float in
+/// [-104, 89] (tests/unit/backend/kernels.test.cpp): 1 ulp on sse4, avx2 and avx512; tests allow
+/// 2. Special values: exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN, x > 88.72 -> inf, subnormal
+/// results rounded, x < -103.97 -> 0.
 /// Raw intrinsics appear only where xsimd 8.1 lacks the operation (masked tails, streaming
 /// stores, 32 <-> 16 bit narrowing, F16C), each guarded by the architecture so every tag compiles.
 
@@ -54,6 +55,34 @@ template <class B>
 constexpr void check_cpu_backend() {
   static_assert(backend::is_cpu_backend<B>, "membound: this kernel needs backend::scalar or backend::simd<Arch>");
 }
+
+// ---- fused multiply-add ----------------------------------------------------------------------
+
+/// x * y + z with one rounding. xsimd 8.1 has no AVX-512 fma kernel (it falls back to x * y + z,
+/// two instructions and two roundings under -ffp-contract=off), so AVX-512 calls vfmadd directly;
+/// fma3<avx2> uses xsimd's vfmadd; sse4 has no FMA and gets a multiply and an add.
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> fma(const fbatch<A>& x, const fbatch<A>& y, const fbatch<A>& z) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) return _mm512_fmadd_ps(x, y, z);
+#endif
+  return xsimd::fma(x, y, z);
+}
+/// z - x * y with one rounding (see fma).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> fnma(const fbatch<A>& x, const fbatch<A>& y, const fbatch<A>& z) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) return _mm512_fnmadd_ps(x, y, z);
+#endif
+  return xsimd::fnma(x, y, z);
+}
+
+/// Marks a lambda always-inline (kernels pass their per-batch operation to `transform` as one).
+#if defined(__GNUC__) || defined(__clang__)
+#define MEMBOUND_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define MEMBOUND_INLINE_LAMBDA
+#endif
 
 // ---- loads and stores ------------------------------------------------------------------------
 
@@ -158,6 +187,27 @@ MEMBOUND_ALWAYS_INLINE void transform(const float* x, float* y, std::size_t n, b
   if (i < n) store_partial<A>(y + i, n - i, f(load_partial<A>(x + i, n - i, 0.f)));
 }
 
+/// y[i] = f(x[i], w[i]): `transform` with a second input read at the same offsets.
+template <class A, class F>
+MEMBOUND_ALWAYS_INLINE void transform2(const float* x, const float* w, float* y, std::size_t n, bool stream, F f) noexcept {
+  constexpr std::size_t L = lanes<A>;
+  std::size_t i = 0;
+  if (stream && (reinterpret_cast<std::uintptr_t>(y) & 3u) == 0) {
+    std::size_t head = ((64u - (reinterpret_cast<std::uintptr_t>(y) & 63u)) & 63u) / sizeof(float);
+    if (head > n) head = n;
+    while (i < head) {
+      const std::size_t m = head - i < L ? head - i : L;
+      store_partial<A>(y + i, m, f(load_partial<A>(x + i, m, 0.f), load_partial<A>(w + i, m, 0.f)));
+      i += m;
+    }
+    for (; i + L <= n; i += L) store_stream<A>(y + i, f(loadu<A>(x + i), loadu<A>(w + i)));
+    stream_fence();
+  } else {
+    for (; i + L <= n; i += L) storeu<A>(y + i, f(loadu<A>(x + i), loadu<A>(w + i)));
+  }
+  if (i < n) store_partial<A>(y + i, n - i, f(load_partial<A>(x + i, n - i, 0.f), load_partial<A>(w + i, n - i, 0.f)));
+}
+
 // ---- horizontal reductions -------------------------------------------------------------------
 
 template <class A>
@@ -184,42 +234,62 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp_poly(const fbatch<A>& r) noexcept {
   using B = fbatch<A>;
   // Cephes expf: exp(r) ~ 1 + r + r^2 P(r) on |r| <= ln2/2.
   B p(1.9875691500e-4f);
-  p = xsimd::fma(p, r, B(1.3981999507e-3f));
-  p = xsimd::fma(p, r, B(8.3334519073e-3f));
-  p = xsimd::fma(p, r, B(4.1665795894e-2f));
-  p = xsimd::fma(p, r, B(1.6666665459e-1f));
-  p = xsimd::fma(p, r, B(5.0000001201e-1f));
-  return xsimd::fma(p, r * r, r + B(1.f));
+  p = detail::fma<A>(p, r, B(1.3981999507e-3f));
+  p = detail::fma<A>(p, r, B(8.3334519073e-3f));
+  p = detail::fma<A>(p, r, B(4.1665795894e-2f));
+  p = detail::fma<A>(p, r, B(1.6666665459e-1f));
+  p = detail::fma<A>(p, r, B(5.0000001201e-1f));
+  return detail::fma<A>(p, r * r, r + B(1.f));
 }
 
-/// exp(x) for every lane; <= 1 ulp from the correctly rounded result on FMA architectures (see
-/// the file comment); handles +-inf, NaN, overflow and underflow like std::exp.
+/// exp(x) for every lane; <= 1 ulp (measured) from the correctly rounded result (see the file
+/// comment); handles +-inf, NaN, overflow and underflow like std::exp. O(1).
 template <class A>
 MEMBOUND_ALWAYS_INLINE fbatch<A> exp(const fbatch<A>& x) noexcept {
   using B = fbatch<A>;
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    // AVX-512: clamp (vminps/vmaxps return their second operand for NaN, so NaN passes through),
+    // round with vrndscaleps, scale with vscalefps (exact 2^n scaling with one rounding, overflow
+    // to inf and gradual underflow to 0 built in): no special-case branch, 14 operations.
+    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+    return _mm512_scalef_ps(p, n);
+  }
+#endif
   const B log2e(1.44269504088896341f), shifter(12582912.f); // 1.5 * 2^23: rounds to an integer
   const B ln2_hi(0.693359375f), ln2_lo(-2.12194440e-4f);
   if (MEMBOUND_LIKELY(xsimd::all(xsimd::abs(x) <= B(87.f)))) {
-    const B t = xsimd::fma(x, log2e, shifter); // low mantissa bits of t hold n = round(x log2 e)
+    const B t = detail::fma<A>(x, log2e, shifter); // low mantissa bits of t hold n = round(x log2 e)
     const B n = t - shifter;
-    B r = xsimd::fnma(n, ln2_hi, x);
-    r = xsimd::fnma(n, ln2_lo, r);
+    B r = detail::fnma<A>(n, ln2_hi, x);
+    r = detail::fnma<A>(n, ln2_lo, r);
     const auto e = (xsimd::bitwise_cast<ibatch<A>>(t) + ibatch<A>(127)) << 23; // 2^n, n in [-126, 126]
     return exp_poly<A>(r) * xsimd::bitwise_cast<B>(e);
   }
   // Slow path (rare): clamp, scale by 2^n in two halves so that n in [-159, 144] stays exact.
   const B xc = xsimd::min(xsimd::max(x, B(-110.f)), B(100.f)); // NaN lanes are fixed below
-  const B t = xsimd::fma(xc, log2e, shifter);
+  const B t = detail::fma<A>(xc, log2e, shifter);
   const B n = t - shifter;
-  B r = xsimd::fnma(n, ln2_hi, xc);
-  r = xsimd::fnma(n, ln2_lo, r);
+  B r = detail::fnma<A>(n, ln2_hi, xc);
+  r = detail::fnma<A>(n, ln2_lo, r);
   const ibatch<A> ni = xsimd::bitwise_cast<ibatch<A>>(t) - xsimd::bitwise_cast<ibatch<A>>(shifter);
   const ibatch<A> n1 = ni >> 1; // arithmetic shift: floor(n / 2)
   const ibatch<A> n2 = ni - n1;
   const B s1 = xsimd::bitwise_cast<B>((n1 + ibatch<A>(127)) << 23);
   const B s2 = xsimd::bitwise_cast<B>((n2 + ibatch<A>(127)) << 23);
   const B y = (exp_poly<A>(r) * s1) * s2;
-  return xsimd::select(x != x, x + x, y);
+  return xsimd::select(xsimd::isnan(x), x + x, y);
 }
 
 // ---- 16-bit widening and narrowing (one batch of lanes<A> elements) --------------------------
@@ -253,9 +323,10 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> widen_bf16(const bf16* p) noexcept {
 /// bf16 -> f32 exactly as `bf16::to_float` (NaN gets its quiet bit).
 template <class A>
 MEMBOUND_ALWAYS_INLINE fbatch<A> widen_bf16_exact(const bf16* p) noexcept {
-  const ubatch<A> u = xsimd::bitwise_cast<ubatch<A>>(widen_bf16<A>(p));
-  const auto nan = (u & ubatch<A>(0x7fffffffu)) > ubatch<A>(0x7f800000u);
-  return xsimd::bitwise_cast<fbatch<A>>(xsimd::select(nan, u | ubatch<A>(0x00400000u), u));
+  // Signed compares only (the magnitudes are < 2^31): unsigned ones are emulated on sse4/avx2.
+  const ibatch<A> u = xsimd::bitwise_cast<ibatch<A>>(widen_bf16<A>(p));
+  const auto nan = (u & ibatch<A>(0x7fffffff)) > ibatch<A>(0x7f800000);
+  return xsimd::bitwise_cast<fbatch<A>>(xsimd::select(nan, u | ibatch<A>(0x00400000), u));
 }
 
 /// Narrows lanes<A> 32-bit values, each < 2^16, to 16 bits and stores them at p.
@@ -290,11 +361,11 @@ MEMBOUND_ALWAYS_INLINE void store_u16(std::uint16_t* p, const ubatch<A>& v) noex
 /// subnormals rounded, never flushed), computed with integer operations.
 template <class A>
 MEMBOUND_ALWAYS_INLINE ubatch<A> bf16_bits(const fbatch<A>& x) noexcept {
-  using U = ubatch<A>;
-  const U u = xsimd::bitwise_cast<U>(x);
-  const auto nan = (u & U(0x7fffffffu)) > U(0x7f800000u);
-  const U rounded = (u + (U(0x7fffu) + ((u >> 16) & U(1u)))) >> 16;
-  return xsimd::select(nan, (u >> 16) | U(0x0040u), rounded);
+  using I = ibatch<A>; // signed compares and wrapping adds; the final mask makes the shifts logical
+  const I u = xsimd::bitwise_cast<I>(x);
+  const auto nan = (u & I(0x7fffffff)) > I(0x7f800000);
+  const I rounded = ((u + (I(0x7fff) + ((u >> 16) & I(1)))) >> 16) & I(0xffff);
+  return xsimd::bitwise_cast<ubatch<A>>(xsimd::select(nan, ((u >> 16) & I(0xffff)) | I(0x0040), rounded));
 }
 
 #if defined(__F16C__)
