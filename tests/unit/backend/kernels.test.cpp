@@ -141,6 +141,19 @@ TEST_CASE_TEMPLATE_DEFINE("reductions and blas1 agree with the scalar twin", B, 
     }
     CHECK(cpu::max<B>(std::span<const float>()) == -inf);
   }
+  SUBCASE("max: both infinities or overflowing sums (the NaN check's rare path) are not NaN") {
+    // The SIMD max detects NaN through a lane-wise running sum; +inf + -inf and overflowing sums
+    // make that sum NaN or inf without any NaN in the data: the answer must still be the max.
+    for (std::size_t n : {3, 33, 1000}) {
+      std::vector<float> v(n, 3e38f);
+      for (std::size_t i = 0; i < n; i += 2) v[i] = -3e38f;
+      v[0] = -inf;
+      v[n / 2] = inf;
+      CHECK(cpu::max<B>(v) == inf);
+      v[n / 2] = 3e38f;
+      CHECK(cpu::max<B>(v) == 3e38f);
+    }
+  }
 }
 TEST_CASE_TEMPLATE_APPLY(reductions_id, tested_tags);
 
