@@ -16,32 +16,12 @@
 
 #include "membound/backend/cpu/convert.hpp"
 #include "membound/ref/ref.hpp"
+#include "backends.hpp"
 
 using namespace membound;
 
-#if MEMBOUND_HAS_SSE4
-TYPE_TO_STRING_AS("sse4", backend::sse4);
-#endif
-#if MEMBOUND_HAS_AVX2
-TYPE_TO_STRING_AS("avx2", backend::avx2);
-#endif
-#if MEMBOUND_HAS_AVX512
-TYPE_TO_STRING_AS("avx512", backend::avx512);
-#endif
-TYPE_TO_STRING_AS("scalar", backend::scalar);
-
 namespace {
-using all_tags = decltype(std::tuple_cat(std::tuple<backend::scalar>{},
-#if MEMBOUND_HAS_SSE4
-                                         std::tuple<backend::sse4>{},
-#endif
-#if MEMBOUND_HAS_AVX2
-                                         std::tuple<backend::avx2>{},
-#endif
-#if MEMBOUND_HAS_AVX512
-                                         std::tuple<backend::avx512>{},
-#endif
-                                         std::tuple<>{}));
+using test::all_tags;
 
 template <class T>
 std::uint16_t bits16(T v) { return v.bits; }

@@ -24,6 +24,7 @@
 
 #include "membound/backend/cpu/cpu.hpp"
 #include "membound/ref/ref.hpp"
+#include "backends.hpp"
 
 using namespace membound;
 
@@ -76,28 +77,7 @@ double abs_sum(std::span<const float> x) {
 } // namespace
 
 // ---- the backends under test -------------------------------------------------------------------
-#if MEMBOUND_HAS_SSE4
-TYPE_TO_STRING_AS("sse4", backend::sse4);
-#endif
-#if MEMBOUND_HAS_AVX2
-TYPE_TO_STRING_AS("avx2", backend::avx2);
-#endif
-#if MEMBOUND_HAS_AVX512
-TYPE_TO_STRING_AS("avx512", backend::avx512);
-#endif
-TYPE_TO_STRING_AS("scalar", backend::scalar);
-
-using simd_tags = decltype(std::tuple_cat(
-#if MEMBOUND_HAS_SSE4
-    std::tuple<backend::sse4>{},
-#endif
-#if MEMBOUND_HAS_AVX2
-    std::tuple<backend::avx2>{},
-#endif
-#if MEMBOUND_HAS_AVX512
-    std::tuple<backend::avx512>{},
-#endif
-    std::tuple<>{}));
+using test::simd_tags;
 // When no SIMD backend is enabled the suites still run once, on the scalar twin against itself.
 using tested_tags = std::conditional_t<std::tuple_size_v<simd_tags> == 0, std::tuple<backend::scalar>, simd_tags>;
 
