@@ -76,58 +76,51 @@ void from_16(const T* x, float* y, std::size_t n, bool stream, W widen) noexcept
 }
 
 inline bool stream_f32(std::size_t n) noexcept { return n * sizeof(float) >= stream_threshold_bytes; }
+
+/// f32 -> T (bf16 or f16) for backend B: the scalar twin, or the SIMD loop of that type.
+template <class B, class T>
+void narrow_entry(std::span<const float> x, std::span<T> y) {
+  check_cpu_backend<B>();
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    ref::convert(x, y);
+  } else {
+    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
+    if constexpr (std::is_same_v<T, bf16>) to_bf16<typename B::arch>(x.data(), y.data(), x.size());
+    else to_f16<typename B::arch>(x.data(), y.data(), x.size());
+  }
+}
+
+/// T (bf16 or f16) -> f32 for backend B.
+template <class B, class T>
+void widen_entry(std::span<const T> x, std::span<float> y) {
+  check_cpu_backend<B>();
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    ref::convert(x, y);
+  } else {
+    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
+    using A = typename B::arch;
+    from_16<A>(x.data(), y.data(), x.size(), stream_f32(x.size()), [](const T* p) {
+      if constexpr (std::is_same_v<T, bf16>) return widen_bf16_exact<A>(p);
+      else return widen_f16<A>(p);
+    });
+  }
+}
 } // namespace detail
 
 /// f32 -> bf16, round to nearest even (see the file comment for NaN and subnormals).
 /// @pre y does not overlap x. @throws shape_error if the sizes differ.
 /// Complexity: O(n); reads 4n bytes, writes 2n.
 template <class B = backend::best_cpu>
-void convert(std::span<const float> x, std::span<bf16> y) {
-  detail::check_cpu_backend<B>();
-  if constexpr (std::is_same_v<B, backend::scalar>) {
-    ref::convert(x, y);
-  } else {
-    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
-    detail::to_bf16<typename B::arch>(x.data(), y.data(), x.size());
-  }
-}
+void convert(std::span<const float> x, std::span<bf16> y) { detail::narrow_entry<B>(x, y); }
 /// bf16 -> f32, exact. @pre y does not overlap x. @throws shape_error. Complexity: O(n).
 template <class B = backend::best_cpu>
-void convert(std::span<const bf16> x, std::span<float> y) {
-  detail::check_cpu_backend<B>();
-  if constexpr (std::is_same_v<B, backend::scalar>) {
-    ref::convert(x, y);
-  } else {
-    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
-    using A = typename B::arch;
-    detail::from_16<A>(x.data(), y.data(), x.size(), detail::stream_f32(x.size()),
-                       [](const bf16* p) { return detail::widen_bf16_exact<A>(p); });
-  }
-}
+void convert(std::span<const bf16> x, std::span<float> y) { detail::widen_entry<B>(x, y); }
 /// f32 -> f16, round to nearest even, overflow to inf. @pre no overlap. @throws shape_error. O(n).
 template <class B = backend::best_cpu>
-void convert(std::span<const float> x, std::span<f16> y) {
-  detail::check_cpu_backend<B>();
-  if constexpr (std::is_same_v<B, backend::scalar>) {
-    ref::convert(x, y);
-  } else {
-    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
-    detail::to_f16<typename B::arch>(x.data(), y.data(), x.size());
-  }
-}
+void convert(std::span<const float> x, std::span<f16> y) { detail::narrow_entry<B>(x, y); }
 /// f16 -> f32, exact. @pre no overlap. @throws shape_error. Complexity: O(n).
 template <class B = backend::best_cpu>
-void convert(std::span<const f16> x, std::span<float> y) {
-  detail::check_cpu_backend<B>();
-  if constexpr (std::is_same_v<B, backend::scalar>) {
-    ref::convert(x, y);
-  } else {
-    ::membound::detail::expect_same_size(x.size(), y.size(), "convert", "x", "y");
-    using A = typename B::arch;
-    detail::from_16<A>(x.data(), y.data(), x.size(), detail::stream_f32(x.size()),
-                       [](const f16* p) { return detail::widen_f16<A>(p); });
-  }
-}
+void convert(std::span<const f16> x, std::span<float> y) { detail::widen_entry<B>(x, y); }
 
 } // namespace cpu
 } // namespace v0_1
