@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Writes tests/fixtures/nn/layer_fixtures.json for membound/nn/linear.hpp and activation.hpp:
+torch.nn.functional.linear followed by each activation, and a 3-layer MLP's output and autograd
+gradients (weights, biases, input) for a fixed upstream gradient. Values are computed in float64
+from float32-representable inputs, so the C++ float layer is compared at float tolerance.
+
+Run with Debian's python3 (torch 1.13): /usr/bin/python3 tools/make_nn_layer_fixtures.py
+"""
+import json
+import pathlib
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(11)
+
+
+def f32(t):
+    return t.float().double()  # representable in float32
+
+
+def flat(t):
+    return [float(v) for v in t.detach().reshape(-1).tolist()]
+
+
+acts = {
+    "identity": lambda z: z,
+    "relu": F.relu,
+    "gelu_tanh": lambda z: F.gelu(z, approximate="tanh"),
+    "gelu_erf": lambda z: F.gelu(z),
+    "silu": F.silu,
+    "sigmoid": torch.sigmoid,
+}
+out = {"torch_version": torch.__version__}
+x = f32(torch.randn(4, 5) * 2)
+w = f32(torch.randn(3, 5) * 0.5)
+b = f32(torch.randn(3) * 0.5)
+out["linear"] = {"x": flat(x), "w": flat(w), "b": flat(b), "y": {k: flat(a(F.linear(x, w, b))) for k, a in acts.items()}}
+
+widths = [5, 8, 8, 2]
+ws = [f32(torch.randn(widths[i + 1], widths[i]) * 0.4).requires_grad_() for i in range(3)]
+bs = [f32(torch.randn(widths[i + 1]) * 0.1).requires_grad_() for i in range(3)]
+xi = x.clone().requires_grad_()
+h = xi
+for i in range(3):
+    h = F.linear(h, ws[i], bs[i])
+    if i < 2:
+        h = F.gelu(h, approximate="tanh")
+g = f32(torch.randn(4, 2))
+(h * g).sum().backward()
+out["mlp"] = {
+    "widths": widths, "hidden": "gelu_tanh", "output": "identity",
+    "w": [flat(t) for t in ws], "b": [flat(t) for t in bs], "x": flat(x), "dout": flat(g),
+    "out": flat(h), "dw": [flat(t.grad) for t in ws], "db": [flat(t.grad) for t in bs], "dx": flat(xi.grad),
+}
+path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "nn" / "layer_fixtures.json"
+path.write_text(json.dumps(out, indent=1) + "\n")
+print("wrote", path)
