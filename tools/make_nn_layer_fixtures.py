@@ -57,3 +57,27 @@ out["mlp"] = {
 path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "nn" / "layer_fixtures.json"
 path.write_text(json.dumps(out, indent=1) + "\n")
 print("wrote", path)
+
+# Norms and embedding (appended to the same file).
+data = json.loads(path.read_text())
+xn = f32(torch.randn(3, 6) * 3 + 1).requires_grad_()
+wn = f32(torch.rand(6) + 0.5).requires_grad_()
+bn = f32(torch.randn(6) * 0.2).requires_grad_()
+gn = f32(torch.randn(3, 6))
+y = F.layer_norm(xn, (6,), wn, bn, eps=1e-5)
+(y * gn).sum().backward()
+data["layer_norm"] = {"x": flat(xn), "w": flat(wn), "b": flat(bn), "dy": flat(gn), "y": flat(y),
+                      "dx": flat(xn.grad), "dw": flat(wn.grad), "db": flat(bn.grad)}
+xn.grad = None
+wn.grad = None
+y = xn * torch.rsqrt(xn.pow(2).mean(-1, keepdim=True) + 1e-6) * wn  # Llama's RMSNorm
+(y * gn).sum().backward()
+data["rms_norm"] = {"x": flat(xn), "w": flat(wn), "dy": flat(gn), "y": flat(y), "dx": flat(xn.grad), "dw": flat(wn.grad)}
+table = f32(torch.randn(5, 3)).requires_grad_()
+ids = torch.tensor([4, 0, 4, 2])
+ge = f32(torch.randn(4, 3))
+ye = F.embedding(ids, table)
+(ye * ge).sum().backward()
+data["embedding"] = {"table": flat(table), "ids": ids.tolist(), "dy": flat(ge), "y": flat(ye), "dtable": flat(table.grad)}
+path.write_text(json.dumps(data, indent=1) + "\n")
+print("added norms and embedding to", path)
