@@ -81,3 +81,36 @@ ye = F.embedding(ids, table)
 data["embedding"] = {"table": flat(table), "ids": ids.tolist(), "dy": flat(ge), "y": flat(ye), "dtable": flat(table.grad)}
 path.write_text(json.dumps(data, indent=1) + "\n")
 print("added norms and embedding to", path)
+
+# Convolutions (NCHW) with bias and activation, and BatchNorm folding (appended).
+data = json.loads(path.read_text())
+convs = []
+for (cin, cout, k, s, p, groups, act, h, w) in [
+    (3, 4, 3, 2, 1, 1, "relu", 9, 8),      # dense stem-like 3x3 stride 2
+    (5, 6, 1, 1, 0, 1, "identity", 4, 3),  # pointwise
+    (4, 4, 3, 1, 1, 4, "identity", 6, 7),  # depthwise 3x3
+    (4, 4, 5, 2, 2, 4, "silu", 7, 6),      # depthwise 5x5 stride 2
+    (2, 3, 7, 1, 3, 1, "gelu_erf", 5, 5),  # dense 7x7
+    (3, 3, 3, 1, 1, 3, "identity", 1, 2),  # depthwise on an input narrower than the kernel
+]:
+    x = f32(torch.randn(2, cin, h, w))
+    wt = f32(torch.randn(cout, cin // groups, k, k) * 0.3)
+    b = f32(torch.randn(cout) * 0.1)
+    y = acts[act](F.conv2d(x, wt, b, stride=s, padding=p, groups=groups))
+    convs.append({"cin": cin, "cout": cout, "k": k, "stride": s, "pad": p, "groups": groups, "act": act,
+                  "x_shape": list(x.shape), "x": flat(x), "w": flat(wt), "b": flat(b), "y_shape": list(y.shape), "y": flat(y)})
+data["conv2d"] = convs
+x = f32(torch.randn(1, 3, 5, 5))
+wt = f32(torch.randn(4, 3, 3, 3) * 0.3)
+b = f32(torch.randn(4) * 0.1)
+bn = torch.nn.BatchNorm2d(4).double().eval()
+with torch.no_grad():
+    bn.weight.copy_(f32(torch.rand(4) + 0.5))
+    bn.bias.copy_(f32(torch.randn(4) * 0.2))
+    bn.running_mean.copy_(f32(torch.randn(4) * 0.3))
+    bn.running_var.copy_(f32(torch.rand(4) + 0.3))
+    y = bn(F.conv2d(x, wt, b, stride=1, padding=1))
+data["bn_fold"] = {"x": flat(x), "w": flat(wt), "b": flat(b), "gamma": flat(bn.weight), "beta": flat(bn.bias),
+                   "mean": flat(bn.running_mean), "var": flat(bn.running_var), "eps": bn.eps, "y": flat(y)}
+path.write_text(json.dumps(data, indent=1) + "\n")
+print("added convolutions to", path)

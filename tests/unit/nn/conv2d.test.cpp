@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// nn/conv2d.hpp: dense (incl. pointwise and 7x7), depthwise (3x3, 5x5 stride 2, input narrower
+// than the kernel) against torch.nn.functional.conv2d with bias and activation, BatchNorm folding
+// against conv + BatchNorm2d in eval mode (tools/make_nn_layer_fixtures.py), and bad settings.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "membound/nn/conv2d.hpp"
+
+using namespace membound;
+
+namespace {
+nlohmann::json fixtures() {
+  std::ifstream f(MEMBOUND_FIXTURES_DIR "/nn/layer_fixtures.json");
+  REQUIRE(f.good());
+  return nlohmann::json::parse(f);
+}
+void fill(view<float> v, const nlohmann::json& j) {
+  const auto d = j.get<std::vector<double>>();
+  REQUIRE(static_cast<index_t>(d.size()) == v.size());
+  for (std::size_t i = 0; i < d.size(); ++i) v.span()[i] = static_cast<float>(d[i]);
+}
+void check_close(view<const float> got, const nlohmann::json& want, double tol = 2e-5) {
+  const auto w = want.get<std::vector<double>>();
+  REQUIRE(static_cast<index_t>(w.size()) == got.size());
+  for (std::size_t i = 0; i < w.size(); ++i) CHECK(std::abs(got.span()[i] - w[i]) <= tol * (1 + std::abs(w[i])));
+}
+nn::activation act_of(const std::string& s) {
+  for (auto a : {nn::activation::identity, nn::activation::relu, nn::activation::gelu_tanh, nn::activation::gelu_erf,
+                 nn::activation::silu, nn::activation::sigmoid})
+    if (nn::activation_name(a) == s) return a;
+  FAIL("unknown activation " << s);
+  return nn::activation::identity;
+}
+} // namespace
+
+TEST_CASE("conv2d matches PyTorch: dense, pointwise, depthwise, strides, padding, activations") {
+  std::mt19937 gen(1);
+  const auto all = fixtures(); // keep the document alive for the loop
+  REQUIRE(all["conv2d"].size() == 6);
+  for (const auto& c : all["conv2d"]) {
+    nn::conv2d_config cfg;
+    cfg.in_channels = c["cin"];
+    cfg.out_channels = c["cout"];
+    cfg.kernel = c["k"];
+    cfg.stride = c["stride"];
+    cfg.padding = c["pad"];
+    cfg.groups = c["groups"];
+    cfg.act = act_of(c["act"]);
+    CAPTURE(cfg.kernel);
+    CAPTURE(cfg.groups);
+    nn::parameters p;
+    auto conv = nn::conv2d::make(p, "conv", cfg, gen);
+    fill(conv.weight, c["w"]);
+    fill(conv.bias, c["b"]);
+    const auto xs = c["x_shape"].get<std::vector<index_t>>(), ys = c["y_shape"].get<std::vector<index_t>>();
+    array<float> x(xs), y(ys); // (B,C_in,H,W) (B,C_out,Ho,Wo)
+    fill(x.view(), c["x"]);
+    CHECK(conv.out_extent(xs[2]) == ys[2]);
+    CHECK(conv.out_extent(xs[3]) == ys[3]);
+    conv.forward(x.cview(), y.view());
+    check_close(y.cview(), c["y"]);
+  }
+}
+
+TEST_CASE("fold_batchnorm: conv + BatchNorm2d (eval) equals the folded conv") {
+  const auto f = fixtures()["bn_fold"];
+  std::mt19937 gen(2);
+  nn::conv2d_config cfg;
+  cfg.in_channels = 3;
+  cfg.out_channels = 4;
+  cfg.kernel = 3;
+  cfg.padding = 1;
+  nn::parameters p;
+  auto conv = nn::conv2d::make(p, "conv", cfg, gen);
+  fill(conv.weight, f["w"]);
+  fill(conv.bias, f["b"]);
+  auto stat = [&](const char* k) {
+    std::vector<float> v;
+    for (double d : f[k].get<std::vector<double>>()) v.push_back(static_cast<float>(d));
+    return v;
+  };
+  const auto g = stat("gamma"), b = stat("beta"), m = stat("mean"), v = stat("var");
+  nn::fold_batchnorm(conv, g, b, m, v, f["eps"].get<float>());
+  array<float> x({1, 3, 5, 5}), y({1, 4, 5, 5}); // (B,C_in,H,W) (B,C_out,H,W)
+  fill(x.view(), f["x"]);
+  conv.forward(x.cview(), y.view());
+  check_close(y.cview(), f["y"], 5e-5);
+  CHECK_THROWS_AS(nn::fold_batchnorm(conv, std::span<const float>(g).first(3), b, m, v), shape_error);
+}
+
+TEST_CASE("conv2d: unsupported settings and bad shapes are typed errors naming them") {
+  std::mt19937 gen(3);
+  nn::parameters p;
+  nn::conv2d_config cfg;
+  cfg.in_channels = 4;
+  cfg.out_channels = 8;
+  cfg.kernel = 9;
+  CHECK_THROWS_WITH_AS(nn::conv2d::make(p, "a", cfg, gen), doctest::Contains("kernel 9"), config_error);
+  cfg.kernel = 3;
+  cfg.stride = 3;
+  CHECK_THROWS_WITH_AS(nn::conv2d::make(p, "b", cfg, gen), doctest::Contains("stride 3"), config_error);
+  cfg.stride = 1;
+  cfg.groups = 2;
+  CHECK_THROWS_WITH_AS(nn::conv2d::make(p, "c", cfg, gen), doctest::Contains("groups 2"), config_error);
+  cfg.groups = 1;
+  cfg.padding = 3;
+  CHECK_THROWS_WITH_AS(nn::conv2d::make(p, "d", cfg, gen), doctest::Contains("padding 3"), config_error);
+  cfg.padding = 1;
+  auto conv = nn::conv2d::make(p, "e", cfg, gen);
+  array<float> x({1, 3, 5, 5}), y({1, 8, 5, 5}); // wrong C_in
+  CHECK_THROWS_WITH_AS(conv.forward(x.cview(), y.view()), doctest::Contains("(B,4,H,W)"), shape_error);
+  array<float> x4({1, 4, 5, 5}), ybad({1, 8, 4, 5});
+  CHECK_THROWS_WITH_AS(conv.forward(x4.cview(), ybad.view()), doctest::Contains("(1,8,5,5)"), shape_error);
+}
