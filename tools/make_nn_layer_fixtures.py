@@ -114,3 +114,27 @@ data["bn_fold"] = {"x": flat(x), "w": flat(wt), "b": flat(b), "gamma": flat(bn.w
                    "mean": flat(bn.running_mean), "var": flat(bn.running_var), "eps": bn.eps, "y": flat(y)}
 path.write_text(json.dumps(data, indent=1) + "\n")
 print("added convolutions to", path)
+
+# Rotary embedding (Hugging Face Llama's rotate_half) and dense attention (appended).
+data = json.loads(path.read_text())
+T, H, D = 5, 2, 8
+xr = f32(torch.randn(T, H, D))
+pos = torch.tensor([0, 3, 1, 7, 2])
+inv_freq = 1.0 / (10000.0 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+ang = pos.double()[:, None] * inv_freq[None, :]
+emb = torch.cat([ang, ang], dim=-1)
+cos, sin = emb.cos()[:, None, :], emb.sin()[:, None, :]
+rot = torch.cat([-xr[..., D // 2:], xr[..., : D // 2]], dim=-1)
+data["rope"] = {"x": flat(xr), "pos": pos.tolist(), "y": flat(xr * cos + rot * sin), "T": T, "H": H, "D": D}
+H, T, S, D, Dv = 2, 3, 5, 4, 6
+q, k, v = f32(torch.randn(H, T, D)), f32(torch.randn(H, S, D)), f32(torch.randn(H, S, Dv))
+bias = f32(torch.randn(H, T, S) * 0.5)
+sc = q @ k.transpose(1, 2) / D ** 0.5 + bias
+mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
+plain = torch.softmax(q @ k.transpose(1, 2) / D ** 0.5, dim=-1) @ v
+biased = torch.softmax(sc, dim=-1) @ v
+causal = torch.softmax((q @ k.transpose(1, 2) / D ** 0.5).masked_fill(~mask, float("-inf")), dim=-1) @ v
+data["attention"] = {"q": flat(q), "k": flat(k), "v": flat(v), "bias": flat(bias), "plain": flat(plain),
+                     "biased": flat(biased), "causal": flat(causal), "shape": [H, T, S, D, Dv]}
+path.write_text(json.dumps(data, indent=1) + "\n")
+print("added rope and attention to", path)
