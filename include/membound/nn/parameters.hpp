@@ -130,7 +130,8 @@ private:
     std::string s = "(";
     bool first = true;
     for (auto e : shape) {
-      s += (first ? "" : ",") + std::to_string(e);
+      if (!first) s += ',';
+      s += std::to_string(e);
       first = false;
     }
     return s + ")";
