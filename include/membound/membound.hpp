@@ -2,10 +2,11 @@
 #pragma once
 /// @file
 /// @brief Umbrella header: every CPU-side part of membound (core, backend kernels and GEMM entry,
-/// io, ref oracles). CUDA code lives only in `.cuh` headers and is never included from here.
+/// io, ref oracles, the nn/ layer floor). CUDA code lives only in `.cuh` headers and is never included from here.
 
 #include "membound/core/core.hpp"
 #include "membound/core/eigen.hpp"
 #include "membound/backend/backend.hpp"
 #include "membound/io/io.hpp"
 #include "membound/ref/ref.hpp"
+#include "membound/nn/nn.hpp"
