@@ -14,8 +14,6 @@
 // Run: bench_core --benchmark_min_time=0.3 --benchmark_repetitions=7 --benchmark_enable_random_interleaving=true
 #include <benchmark/benchmark.h>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -25,9 +23,6 @@
 #include <vector>
 
 #include <Eigen/Core>
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #if defined(MEMBOUND_HAS_ONEDNN) && MEMBOUND_HAS_ONEDNN
 #include <dnnl.h>
 #endif
@@ -35,6 +30,7 @@
 #include "membound/backend/cpu/cpu.hpp"
 #include "membound/core/array.hpp"
 #include "membound/ref/ref.hpp"
+#include "probes.hpp"
 
 using namespace membound;
 namespace bm = benchmark;
@@ -85,65 +81,14 @@ buffers& buf() {
   return b;
 }
 
-void bytes(bm::State& st, double per_iter) {
-  st.counters["bytes_per_second"] = bm::Counter(per_iter, bm::Counter::kIsIterationInvariantRate, bm::Counter::kIs1024);
-}
-void flops(bm::State& st, double per_iter) {
-  st.counters["FLOP/s"] = bm::Counter(per_iter, bm::Counter::kIsIterationInvariantRate, bm::Counter::kIs1000);
-}
-void rows_per_s(bm::State& st, double per_iter) {
-  st.counters["rows/s"] = bm::Counter(per_iter, bm::Counter::kIsIterationInvariantRate, bm::Counter::kIs1000);
-}
+using bench::bytes;
+using bench::flops;
+
+void probe_read(bm::State& st) { bench::probe_read(st, buf().x.data(), n_big); }
+void probe_copy(bm::State& st) { bench::probe_copy(st, buf().x.data(), buf().y.data(), n_big); }
+void probe_fma(bm::State& st) { bench::probe_fma(st); }
+void rows_per_s(bm::State& st, double per_iter) { bench::items(st, "rows/s", per_iter); }
 constexpr double f4 = sizeof(float);
-
-// ---- probes ------------------------------------------------------------------------------------
-
-using A = backend::best_cpu::arch;
-using V = xsimd::batch<float, A>;
-constexpr std::size_t L = V::size;
-
-void probe_read(bm::State& st) {
-  const float* p = buf().x.data();
-  for (auto _ : st) {
-    V a[8];
-    for (auto& r : a) r = V(0.f);
-    for (index_t i = 0; i < n_big; i += 8 * L)
-      for (int j = 0; j < 8; ++j) a[j] += V::load_aligned(p + i + j * L);
-    V s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    bm::DoNotOptimize(xsimd::hadd(s));
-  }
-  bytes(st, f4 * n_big);
-}
-void probe_copy(bm::State& st) {
-  const float* p = buf().x.data();
-  float* q = buf().y.data();
-  for (auto _ : st) {
-    for (index_t i = 0; i < n_big; i += 4 * L)
-      for (int j = 0; j < 4; ++j) V::load_aligned(p + i + j * L).store_aligned(q + i + j * L);
-    bm::ClobberMemory();
-  }
-  bytes(st, 2 * f4 * n_big);
-}
-void probe_fma(bm::State& st) {
-  // 12 independent FMA chains in named registers (4-cycle latency x 2 ports needs >= 8).
-  constexpr int steps = 1 << 14;
-  float m0 = 0.9999999f, c0 = 1e-7f;
-  bm::DoNotOptimize(m0); // opaque to the compiler: no constant folding of the chains
-  bm::DoNotOptimize(c0);
-  const V m(m0), c(c0);
-  for (auto _ : st) {
-    V a0(m0), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c, a6 = a5 + c, a7 = a6 + c, a8 = a7 + c,
-        a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
-    for (int s = 0; s < steps; ++s) {
-      a0 = cpu::detail::fma<A>(a0, m, c); a1 = cpu::detail::fma<A>(a1, m, c); a2 = cpu::detail::fma<A>(a2, m, c);
-      a3 = cpu::detail::fma<A>(a3, m, c); a4 = cpu::detail::fma<A>(a4, m, c); a5 = cpu::detail::fma<A>(a5, m, c);
-      a6 = cpu::detail::fma<A>(a6, m, c); a7 = cpu::detail::fma<A>(a7, m, c); a8 = cpu::detail::fma<A>(a8, m, c);
-      a9 = cpu::detail::fma<A>(a9, m, c); a10 = cpu::detail::fma<A>(a10, m, c); a11 = cpu::detail::fma<A>(a11, m, c);
-    }
-    bm::DoNotOptimize(xsimd::hadd(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11))));
-  }
-  flops(st, 2.0 * L * 12 * steps);
-}
 
 // ---- kernels -------------------------------------------------------------------------------------
 
@@ -338,42 +283,8 @@ void eigen_gemm(bm::State& st) {
 
 // ---- the ratio table -------------------------------------------------------------------------------
 
-/// Console output as usual, plus two values of each counter by benchmark name: the median of the
-/// repetitions and the best repetition (highest rate). This VM is shared and noisy (5-15 % spread
-/// within a run), so the table judges the targets on best-of-N for kernel and baseline alike and
-/// prints the median ratio beside it. Run with repetitions and without --benchmark_report_aggregates_only
-/// so that the individual repetitions reach this reporter.
-class recording_reporter : public bm::ConsoleReporter {
-public:
-  std::map<std::string, std::map<std::string, double>> median, best;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      if (r.error_occurred) continue;
-      const std::string name = r.run_name.function_name;
-      if (r.run_type == Run::RT_Aggregate) {
-        if (r.aggregate_name == "median")
-          for (const auto& [k, c] : r.counters) median[name][k] = c.value;
-        continue;
-      }
-      for (const auto& [k, c] : r.counters) {
-        auto& b = best[name][k];
-        b = std::max(b, static_cast<double>(c.value));
-        if (!median[name].count(k)) median[name][k] = c.value; // single run: its value
-      }
-    }
-  }
-};
-
-struct ratio_row {
-  const char* kernel;
-  const char* base;
-  const char* counter;
-  double target; // 0: no target, reported only
-};
-
-void print_ratios(recording_reporter& rep) {
-  const ratio_row table[] = {
+void print_ratios(bench::recording_reporter& rep) {
+  const bench::ratio_row table[] = {
       {"dot", "probe_read", "bytes_per_second", 0.8},
       {"sum", "probe_read", "bytes_per_second", 0.8},
       {"max", "probe_read", "bytes_per_second", 0.8},
@@ -403,42 +314,13 @@ void print_ratios(recording_reporter& rep) {
       {"dot_scalar", "dot", "bytes_per_second", 0},
       {"softmax_scalar", "softmax", "bytes_per_second", 0},
   };
-  std::printf("\n%-22s %-18s %-9s %10s %10s %7s %7s %7s %s\n", "kernel", "baseline", "unit", "kernel", "baseline",
-              "best", "median", "target", "met (best)");
-  auto get = [](const auto& m, const char* name, const char* counter) -> double {
-    const auto it = m.find(name);
-    if (it == m.end()) return 0.0;
-    const auto c = it->second.find(counter);
-    return c == it->second.end() ? 0.0 : c->second;
-  };
-  for (const auto& r : table) {
-    const double kb = get(rep.best, r.kernel, r.counter), bb = get(rep.best, r.base, r.counter);
-    const double km = get(rep.median, r.kernel, r.counter), bmed = get(rep.median, r.base, r.counter);
-    if (kb == 0.0 || bb == 0.0) continue;
-    const double ratio = kb / bb, ratio_med = bmed > 0 ? km / bmed : 0.0;
-    const std::string counter = r.counter;
-    const bool gb = counter == "bytes_per_second";
-    const double scale = gb ? 1.0 / (1 << 30) : 1e-9;
-    std::printf("%-22s %-18s %-9s %10.2f %10.2f %7.3f %7.3f %7s %s\n", r.kernel, r.base,
-                gb ? "GiB/s" : (counter == "rows/s" ? "G rows/s" : "GFLOP/s"), kb * scale, bb * scale, ratio, ratio_med,
-                r.target > 0 ? std::to_string(r.target).substr(0, 4).c_str() : "-",
-                r.target > 0 ? (ratio >= r.target ? "yes" : "NO") : "");
-  }
+  bench::print_ratios(rep, table);
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-#if defined(_OPENMP)
-  omp_set_num_threads(1); // oneDNN's OpenMP pool: single-thread figures
-#endif
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(0, &set);
-  const bool pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
-  bm::AddCustomContext("membound_cpu_backend", std::string(backend::best_cpu::name));
-  bm::AddCustomContext("pinned_to_cpu0", pinned ? "yes" : "no");
-  bm::AddCustomContext("threads", "1");
+  bench::pin_single_thread();
   bm::AddCustomContext("compiler", __VERSION__);
   bm::AddCustomContext("working_set", "128 MiB per array; matvec 8192x8192 (256 MiB f32, 128 MiB bf16/f16)");
 
@@ -482,7 +364,7 @@ int main(int argc, char** argv) {
   bm::Initialize(&argc, argv);
   if (bm::ReportUnrecognizedArguments(argc, argv)) return 1;
   (void)buf(); // allocate and touch everything before the first timing
-  recording_reporter rep;
+  bench::recording_reporter rep;
   bm::RunSpecifiedBenchmarks(&rep);
   print_ratios(rep);
   bm::Shutdown();

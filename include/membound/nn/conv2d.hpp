@@ -134,22 +134,29 @@ private:
         const float* xc = x.data() + (n * ch + c) * h * w;
         float* yc = y.data() + (n * ch + c) * ho * wo;
         const float* wc = weight.data() + c * k * k;
-        for (index_t i = 0; i < ho * wo; ++i) yc[i] = 0.0f;
-        for (index_t ky = 0; ky < k; ++ky)
-          for (index_t oy = 0; oy < ho; ++oy) {
+        for (index_t oy = 0; oy < ho; ++oy) {
+          float* MEMBOUND_RESTRICT yr = yc + oy * wo;
+          for (index_t i = 0; i < wo; ++i) yr[i] = 0.0f;
+          for (index_t ky = 0; ky < k; ++ky) {
             const index_t iy = oy * s + ky - pad;
             if (iy < 0 || iy >= h) continue;
-            const float* xr = xc + iy * w;
-            float* yr = yc + oy * wo;
+            const float* MEMBOUND_RESTRICT xr = xc + iy * w;
             for (index_t kx = 0; kx < k; ++kx) {
               const float wv = wc[ky * k + kx];
               // Output columns whose input column ox*s + kx - pad lies inside [0, w).
               const index_t lo = std::max<index_t>(0, (pad - kx + s - 1) / s);
               const index_t last = w - 1 + pad - kx; // floor division below needs last >= 0
               const index_t hi = last < 0 ? 0 : std::min<index_t>(wo, last / s + 1);
-              for (index_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * s + kx - pad];
+              if (s == 1) { // contiguous input run starting at column lo + kx - pad >= 0
+                const float* MEMBOUND_RESTRICT src = xr + (lo + kx - pad);
+                float* MEMBOUND_RESTRICT dst = yr + lo;
+                for (index_t i = 0; i < hi - lo; ++i) dst[i] += wv * src[i];
+              } else {
+                for (index_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * s + kx - pad];
+              }
             }
           }
+        }
       }
   }
 };

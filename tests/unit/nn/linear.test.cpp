@@ -40,7 +40,9 @@ const std::pair<const char*, nn::activation> all_acts[] = {
 TEST_CASE("linear + activation forward matches PyTorch") {
   const auto fx = fixtures()["linear"];
   std::mt19937 gen(1);
-  for (const auto& [name, act] : all_acts) {
+  for (const auto& entry : all_acts) {
+    const char* name = entry.first; // (clang 14 cannot capture structured bindings in CAPTURE)
+    const nn::activation act = entry.second;
     CAPTURE(name);
     nn::parameters p;
     auto l = nn::linear::make(p, "fc", 5, 3, true, act, gen);
