@@ -12,25 +12,15 @@
 
 #include "membound/nn/attention.hpp"
 #include "membound/nn/rope.hpp"
+#include "fixtures.hpp"
 
 using namespace membound;
 
+using test::check_close;
+using test::fill;
+
 namespace {
-nlohmann::json fixtures() {
-  std::ifstream f(MEMBOUND_FIXTURES_DIR "/nn/layer_fixtures.json");
-  REQUIRE(f.good());
-  return nlohmann::json::parse(f);
-}
-void fill(view<float> v, const nlohmann::json& j) {
-  const auto d = j.get<std::vector<double>>();
-  REQUIRE(static_cast<index_t>(d.size()) == v.size());
-  for (std::size_t i = 0; i < d.size(); ++i) v.span()[i] = static_cast<float>(d[i]);
-}
-void check_close(view<const float> got, const nlohmann::json& want, double tol = 2e-5) {
-  const auto w = want.get<std::vector<double>>();
-  REQUIRE(static_cast<index_t>(w.size()) == got.size());
-  for (std::size_t i = 0; i < w.size(); ++i) CHECK(std::abs(got.span()[i] - w[i]) <= tol * (1 + std::abs(w[i])));
-}
+nlohmann::json fixtures() { return test::layer_fixtures(); }
 } // namespace
 
 TEST_CASE("rope matches Hugging Face's rotate_half and its inverse undoes it") {
