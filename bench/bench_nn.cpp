@@ -97,7 +97,7 @@ void depthwise(bm::State& st, index_t k) {
 }
 
 // ---- stem: 3x3 stride 2 convolutions of EfficientViT's patch embedding at 224 x 224 ---------------
-void stem(bm::State& st, index_t cin, index_t cout, index_t h) {
+void stem(bm::State& st, index_t cin, index_t cout, index_t h, nn::conv2d_algorithm algo) {
   nn::parameters p;
   std::mt19937 gen(6);
   nn::conv2d_config c;
@@ -106,6 +106,7 @@ void stem(bm::State& st, index_t cin, index_t cout, index_t h) {
   c.kernel = 3;
   c.stride = 2;
   c.padding = 1;
+  c.algorithm = algo;
   auto conv = nn::conv2d::make(p, "stem", c, gen);
   array<float> x({1, cin, h, h}), y({1, cout, h / 2, h / 2}); // (B,C_in,H,W) (B,C_out,H/2,W/2)
   fill_random(x.view(), 1);
@@ -170,9 +171,13 @@ int main(int argc, char** argv) {
     reg("pointwise_" + tag, [s](bm::State& st) { pointwise_conv(st, s); });
   }
   for (index_t k : {3, 5, 7}) reg("depthwise_" + std::to_string(k) + "x" + std::to_string(k), [k](bm::State& st) { depthwise(st, k); });
-  reg("stem_3to16_224", [](bm::State& st) { stem(st, 3, 16, 224); });
-  reg("stem_16to32_112", [](bm::State& st) { stem(st, 16, 32, 112); });
-  reg("stem_32to64_56", [](bm::State& st) { stem(st, 32, 64, 56); });
+  for (auto [algo, tag] : {std::pair{nn::conv2d_algorithm::automatic, ""}, std::pair{nn::conv2d_algorithm::direct, "_direct"},
+                           std::pair{nn::conv2d_algorithm::im2col, "_im2col"}}) {
+    const auto a = algo; // (clang 14 cannot capture structured bindings)
+    reg(std::string("stem_3to16_224") + tag, [a](bm::State& st) { stem(st, 3, 16, 224, a); });
+    reg(std::string("stem_16to32_112") + tag, [a](bm::State& st) { stem(st, 16, 32, 112, a); });
+    reg(std::string("stem_32to64_56") + tag, [a](bm::State& st) { stem(st, 32, 64, 56, a); });
+  }
   reg("mlp_forward", [](bm::State& st) { mlp_bench(st, false); });
   reg("mlp_forward_backward", [](bm::State& st) { mlp_bench(st, true); });
   reg("hash_grid_forward", [](bm::State& st) { hash_grid_bench(st, false); });

@@ -8,15 +8,20 @@
 /// convolution into its weight and bias.
 ///
 /// Algorithms: pointwise = one GEMM per image (W (C_out,C_in) x X (C_in,H*W)); dense k x k =
-/// im2col into a workspace (C_in*k*k, Ho*Wo) then one GEMM per image; depthwise = direct loops
-/// (the inner loop runs along a row of the output). Costs: 2 B C_out C_in k^2 Ho Wo flops (dense),
-/// 2 B C k^2 Ho Wo (depthwise). The only allocation is the im2col workspace, sized on first use.
+/// either the direct kernel `cpu::conv2d_direct` (register-blocked, no im2col; chosen when
+/// C_in k^2 <= 64, the stem layers) or im2col into a workspace (C_in*k*k, Ho*Wo) and one GEMM per
+/// image (wider inputs), selectable with `conv2d_config::algorithm`; depthwise =
+/// `cpu::depthwise_conv2d_planes`. The bias is added inside the kernels (im2col: after the GEMM) and the
+/// activation runs on each output plane while it is in cache. Costs: 2 B C_out C_in k^2 Ho Wo
+/// flops (dense), 2 B C k^2 Ho Wo (depthwise). The only allocation is the workspace, sized on
+/// first use and reused.
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
 
+#include "membound/backend/cpu/conv.hpp"
 #include "membound/backend/cpu/gemm.hpp"
 #include "membound/nn/activation.hpp"
 #include "membound/nn/parameters.hpp"
@@ -25,18 +30,26 @@ namespace membound {
 inline namespace v0_1 {
 namespace nn {
 
-/// Settings of a convolution (PyTorch's names).
+/// How a dense k x k (k > 1 or strided) convolution is computed.
+enum class conv2d_algorithm {
+  automatic, ///< direct when C_in k^2 <= 64, else im2col + GEMM (the faster one in bench_nn)
+  direct,    ///< cpu::conv2d_direct
+  im2col     ///< im2col workspace + the GEMM entry
+};
+
+/// Settings of a convolution (PyTorch's names, plus the algorithm choice for dense k x k).
 struct conv2d_config {
   index_t in_channels = 1, out_channels = 1, kernel = 1, stride = 1, padding = 0, groups = 1;
   bool bias = true;
   activation act = activation::identity;
+  conv2d_algorithm algorithm = conv2d_algorithm::automatic;
 };
 
 /// A convolution layer; its weight (C_out, C_in/groups, k, k) and bias (C_out) live in `parameters`.
 struct conv2d {
   conv2d_config cfg;
   view<float> weight, bias;
-  array<float> workspace; ///< im2col buffer for dense k > 1 (grown on demand)
+  array<float> workspace; ///< im2col or padded-plane scratch (grown on demand, then reused)
 
   /// Validates the settings and registers "<prefix>.weight" / "<prefix>.bias", initialised as
   /// torch.nn.Conv2d (uniform +-1/sqrt(fan_in)). @throws config_error naming the bad setting.
@@ -69,7 +82,10 @@ struct conv2d {
   /// Output extent of a spatial input extent: (n + 2 padding - kernel) / stride + 1.
   index_t out_extent(index_t n) const noexcept { return (n + 2 * cfg.padding - cfg.kernel) / cfg.stride + 1; }
 
-  /// y = act(conv(x) + b). @throws shape_error naming both shapes.
+  /// y = act(conv(x) + b) on backend B (the scalar twin or a SIMD backend; the GEMM of the
+  /// pointwise and im2col paths always uses the default GEMM entry).
+  /// @throws shape_error naming both shapes.
+  template <class B = backend::best_cpu>
   void forward(view<const float> x /*(B,C_in,H,W)*/, view<float> y /*(B,C_out,Ho,Wo)*/) {
     MEMBOUND_EXPECTS(x.rank() == 4 && x.extent(1) == cfg.in_channels && x.contiguous(), shape_error,
                      "conv2d::forward: x must be a contiguous (B,", cfg.in_channels, ",H,W) tensor; it has rank ", x.rank(),
@@ -84,80 +100,67 @@ struct conv2d {
                      shape_error, "conv2d::forward: y must be a contiguous (", b, ",", cfg.out_channels, ",", ho, ",", wo,
                      ") tensor");
     if (b == 0) return;
-    if (cfg.groups == 1) dense(x, y, h, w, ho, wo);
-    else depthwise(x, y, h, w, ho, wo);
+    const cpu::conv_geometry g{h, w, cfg.kernel, cfg.stride, cfg.padding};
     const index_t plane = ho * wo;
-    for (index_t n = 0; n < b; ++n)
-      for (index_t c = 0; c < cfg.out_channels; ++c) {
-        float* out = y.data() + (n * cfg.out_channels + c) * plane;
-        if (bias.data() != nullptr) {
-          const float bc = bias(c);
-          for (index_t i = 0; i < plane; ++i) out[i] += bc;
-        }
-        activation_forward(cfg.act, std::span<const float>(out, static_cast<std::size_t>(plane)),
-                           std::span<float>(out, static_cast<std::size_t>(plane)));
+    const float* bptr = bias.data();
+    for (index_t n = 0; n < b; ++n) {
+      const float* xn = x.data() + n * cfg.in_channels * h * w;
+      float* yn = y.data() + n * cfg.out_channels * plane;
+      bool bias_done = true;
+      if (cfg.groups != 1) {
+        reserve(cpu::depthwise_scratch_floats<B>(g));
+        cpu::depthwise_conv2d_planes<B>(xn, cfg.out_channels, weight.data(), bptr, yn, g, workspace.data());
+      } else if (cfg.kernel == 1 && cfg.stride == 1 && cfg.padding == 0) {
+        cpu::gemm(make_view<const float>(weight.data(), {cfg.out_channels, cfg.in_channels}),
+                  make_view(xn, {cfg.in_channels, plane}), make_view(yn, {cfg.out_channels, plane})); // pointwise
+        bias_done = false;
+      } else if (uses_direct()) {
+        reserve(cpu::conv_scratch_floats<B>(g, cfg.in_channels));
+        cpu::conv2d_direct<B>(xn, cfg.in_channels, weight.data(), bptr, yn, cfg.out_channels, g, workspace.data());
+      } else {
+        im2col<B>(xn, yn, g);
+        bias_done = false;
       }
+      for (index_t c = 0; c < cfg.out_channels; ++c) {
+        const std::span<float> out(yn + c * plane, static_cast<std::size_t>(plane));
+        if (!bias_done && bptr != nullptr)
+          for (float& v : out) v += bptr[c];
+        if (cfg.act != activation::identity) activation_forward<B>(cfg.act, out, out);
+      }
+    }
+  }
+
+  /// Whether a dense k x k convolution runs the direct kernel (else im2col + GEMM).
+  bool uses_direct() const noexcept {
+    if (cfg.algorithm == conv2d_algorithm::automatic) return cfg.in_channels * cfg.kernel * cfg.kernel <= 64;
+    return cfg.algorithm == conv2d_algorithm::direct;
   }
 
 private:
-  void dense(const view<const float>& x, const view<float>& y, index_t h, index_t w, index_t ho, index_t wo) {
-    const index_t cin = cfg.in_channels, cout = cfg.out_channels, k = cfg.kernel, plane = ho * wo;
-    const auto wmat = make_view<const float>(weight.data(), {cout, cin * k * k}); // (C_out, C_in k k)
-    for (index_t n = 0; n < x.extent(0); ++n) {
-      const float* xn = x.data() + n * cin * h * w;
-      auto yn = make_view(y.data() + n * cout * plane, {cout, plane}); // (C_out, Ho Wo)
-      if (k == 1 && cfg.stride == 1 && cfg.padding == 0) {
-        cpu::gemm(wmat, make_view(xn, {cin, plane}), yn); // pointwise: no im2col
-        continue;
-      }
-      if (workspace.size() < cin * k * k * plane) workspace = array<float>({cin * k * k, plane}, uninitialized);
-      float* col = workspace.data();
-      for (index_t c = 0; c < cin; ++c)
-        for (index_t ky = 0; ky < k; ++ky)
-          for (index_t kx = 0; kx < k; ++kx) {
-            float* dst = col + ((c * k + ky) * k + kx) * plane;
-            for (index_t oy = 0; oy < ho; ++oy) {
-              const index_t iy = oy * cfg.stride + ky - cfg.padding;
-              for (index_t ox = 0; ox < wo; ++ox) {
-                const index_t ix = ox * cfg.stride + kx - cfg.padding;
-                dst[oy * wo + ox] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xn[(c * h + iy) * w + ix] : 0.0f;
-              }
-            }
-          }
-      cpu::gemm(wmat, make_view<const float>(col, {cin * k * k, plane}), yn);
-    }
+  void reserve(index_t floats) {
+    if (workspace.size() < floats) workspace = array<float>({floats}, uninitialized);
   }
-  void depthwise(const view<const float>& x, const view<float>& y, index_t h, index_t w, index_t ho, index_t wo) const {
-    const index_t ch = cfg.in_channels, k = cfg.kernel, s = cfg.stride, pad = cfg.padding;
-    for (index_t n = 0; n < x.extent(0); ++n)
-      for (index_t c = 0; c < ch; ++c) {
-        const float* xc = x.data() + (n * ch + c) * h * w;
-        float* yc = y.data() + (n * ch + c) * ho * wo;
-        const float* wc = weight.data() + c * k * k;
-        for (index_t oy = 0; oy < ho; ++oy) {
-          float* MEMBOUND_RESTRICT yr = yc + oy * wo;
-          for (index_t i = 0; i < wo; ++i) yr[i] = 0.0f;
-          for (index_t ky = 0; ky < k; ++ky) {
-            const index_t iy = oy * s + ky - pad;
-            if (iy < 0 || iy >= h) continue;
-            const float* MEMBOUND_RESTRICT xr = xc + iy * w;
-            for (index_t kx = 0; kx < k; ++kx) {
-              const float wv = wc[ky * k + kx];
-              // Output columns whose input column ox*s + kx - pad lies inside [0, w).
-              const index_t lo = std::max<index_t>(0, (pad - kx + s - 1) / s);
-              const index_t last = w - 1 + pad - kx; // floor division below needs last >= 0
-              const index_t hi = last < 0 ? 0 : std::min<index_t>(wo, last / s + 1);
-              if (s == 1) { // contiguous input run starting at column lo + kx - pad >= 0
-                const float* MEMBOUND_RESTRICT src = xr + (lo + kx - pad);
-                float* MEMBOUND_RESTRICT dst = yr + lo;
-                for (index_t i = 0; i < hi - lo; ++i) dst[i] += wv * src[i];
-              } else {
-                for (index_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * s + kx - pad];
-              }
-            }
-          }
+  template <class B>
+  void im2col(const float* xn, float* yn, const cpu::conv_geometry& g) {
+    // Each input channel is first copied into the zero-bordered, phase-split plane of the direct
+    // kernels; a row of the (C_in k k, Ho Wo) column matrix is then Ho contiguous copies.
+    const index_t cin = cfg.in_channels, cout = cfg.out_channels, k = cfg.kernel, s = cfg.stride;
+    const index_t ho = g.out_h(), wo = g.out_w(), plane = ho * wo;
+    const cpu::detail::padded_plane pp(g, 1);
+    reserve(cin * k * k * plane + pp.floats());
+    float* col = workspace.data();
+    float* pad = col + cin * k * k * plane;
+    for (index_t c = 0; c < cin; ++c) {
+      cpu::detail::fill_padded(xn + c * g.h * g.w, g, pp, pad);
+      for (index_t ky = 0; ky < k; ++ky)
+        for (index_t kx = 0; kx < k; ++kx) {
+          float* dst = col + ((c * k + ky) * k + kx) * plane;
+          const float* src = pad + (kx % s) * pp.rows * pp.cols + ky * pp.cols + kx / s;
+          for (index_t oy = 0; oy < ho; ++oy) std::copy_n(src + oy * s * pp.cols, wo, dst + oy * wo);
         }
-      }
+    }
+    const auto wmat = make_view<const float>(weight.data(), {cout, cin * k * k}); // (C_out, C_in k k)
+    cpu::gemm(wmat, make_view<const float>(col, {cin * k * k, plane}), make_view(yn, {cout, plane}));
   }
 };
 

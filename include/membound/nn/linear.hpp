@@ -11,6 +11,7 @@
 /// backward: the caller passes the outputs and the pre-activation cache, or `mlp` keeps a
 /// workspace sized once by `reserve(N)`.
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -62,10 +63,20 @@ struct linear {
   void forward(view<const float> x /*(N,C_in)*/, view<float> z /*(N,C_out)*/, view<float> y /*(N,C_out)*/) const {
     check(x, z, "forward", "z");
     check(x, y, "forward", "y");
-    cpu::gemm(x, view<const float>(weight).transpose(), z); // (N,C_out)
-    if (bias.data() != nullptr)
-      for (index_t r = 0; r < z.extent(0); ++r) cpu::axpy(1.0f, std::span<const float>(bias.span()), z.select(0, r).span());
-    for (index_t r = 0; r < z.extent(0); ++r) activation_forward(act, z.select(0, r).span(), y.select(0, r).span());
+    // Row blocks of about 128 KiB of output: the bias and activation pass then reads z from L2
+    // right after the GEMM wrote it, instead of a second trip through memory.
+    const index_t n = x.extent(0), block = std::max<index_t>(16, (32 * 1024) / out_features());
+    const auto wt = view<const float>(weight).transpose(); // (C_in,C_out)
+    for (index_t r0 = 0; r0 < n; r0 += block) {
+      const index_t r1 = std::min(n, r0 + block);
+      auto zb = z.slice(0, r0, r1);
+      cpu::gemm(x.slice(0, r0, r1), wt, zb); // (rows,C_out)
+      for (index_t r = r0; r < r1; ++r) {
+        const auto zr = z.select(0, r).span();
+        if (bias.data() != nullptr) cpu::axpy(1.0f, std::span<const float>(bias.span()), zr);
+        if (act != activation::identity || y.data() != z.data()) activation_forward(act, zr, y.select(0, r).span());
+      }
+    }
   }
 
   /// Given dL/dy, accumulates dL/dW and dL/db into the gradients and writes dL/dx (skipped when dx

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <vector>
@@ -54,9 +55,53 @@ TEST_CASE("conv2d matches PyTorch: dense, pointwise, depthwise, strides, padding
     fill(x.view(), c["x"]);
     CHECK(conv.out_extent(xs[2]) == ys[2]);
     CHECK(conv.out_extent(xs[3]) == ys[3]);
-    conv.forward(x.cview(), y.view());
-    check_close(y.cview(), c["y"]);
+    for (auto algo : {nn::conv2d_algorithm::automatic, nn::conv2d_algorithm::direct, nn::conv2d_algorithm::im2col}) {
+      CAPTURE(static_cast<int>(algo));
+      conv.cfg.algorithm = algo;
+      conv.forward(x.cview(), y.view());
+      check_close(y.cview(), c["y"]);
+      conv.forward<backend::scalar>(x.cview(), y.view());
+      check_close(y.cview(), c["y"]);
+    }
   }
+}
+
+TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summation order)") {
+  // Widths around the vector length (block overlap, rows narrower than a vector), every kernel
+  // size, both strides, all paddings, several channel counts (output-channel blocks of 4 + rest).
+  std::mt19937 gen(7);
+  std::normal_distribution<float> nd;
+  for (index_t k = 1; k <= 7; ++k)
+    for (index_t s : std::initializer_list<index_t>{1, 2})
+      for (index_t pad = 0; pad < k; pad += (k > 3 ? 2 : 1))
+        for (index_t w : std::initializer_list<index_t>{k, 5, 16, 17, 23, 40, 57}) {
+          if (w + 2 * pad < k) continue;
+          const index_t h = 9, cin = 1 + (w % 3), cout = 1 + (w % 6);
+          const cpu::conv_geometry g{h, w, k, s, pad};
+          CAPTURE(k);
+          CAPTURE(s);
+          CAPTURE(pad);
+          CAPTURE(w);
+          const index_t ho = g.out_h(), wo = g.out_w();
+          std::vector<float> x(static_cast<std::size_t>(cin * h * w)), wt(static_cast<std::size_t>(cout * cin * k * k)),
+              bias(static_cast<std::size_t>(cout));
+          for (auto* v : {&x, &wt, &bias})
+            for (float& e : *v) e = nd(gen);
+          std::vector<float> scratch(static_cast<std::size_t>(cpu::conv_scratch_floats<>(g, cin)), std::nanf(""));
+          std::vector<float> y0(static_cast<std::size_t>(cout * ho * wo)), y1(y0.size(), std::nanf(""));
+          cpu::conv2d_direct<backend::scalar>(x.data(), cin, wt.data(), bias.data(), y0.data(), cout, g, nullptr);
+          cpu::conv2d_direct<>(x.data(), cin, wt.data(), bias.data(), y1.data(), cout, g, scratch.data());
+          CHECK(std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0);
+          // depthwise: channel 0's plane with the first filter
+          std::vector<float> d0(static_cast<std::size_t>(ho * wo)), d1(d0.size(), std::nanf(""));
+          cpu::depthwise_conv2d<backend::scalar>(x.data(), wt.data(), bias[0], d0.data(), g, nullptr);
+          cpu::depthwise_conv2d<>(x.data(), wt.data(), bias[0], d1.data(), g, scratch.data());
+          CHECK(std::memcmp(d0.data(), d1.data(), d0.size() * sizeof(float)) == 0);
+        }
+  const cpu::conv_geometry bad{4, 4, 3, 3, 1};
+  float dummy = 0;
+  CHECK_THROWS_WITH_AS(cpu::depthwise_conv2d<>(&dummy, &dummy, 0.0f, &dummy, bad, &dummy), doctest::Contains("stride 3"),
+                       config_error);
 }
 
 TEST_CASE("fold_batchnorm: conv + BatchNorm2d (eval) equals the folded conv") {

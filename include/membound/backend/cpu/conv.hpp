@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief Direct 2-D convolution kernels over one image in CHW layout: depthwise k x k (one
+/// filter per channel) and dense k x k (every output channel sees every input channel), stride 1
+/// or 2, zero padding, the bias added in the same pass. `nn::conv2d` builds on them.
+///
+/// Method (both kernels): each input plane is first copied into a zero-bordered scratch plane
+/// split by column phase (stride 2 keeps even and odd padded columns apart), so every tap of the
+/// filter becomes one unaligned vector load with no bounds test. Output rows are computed in
+/// register blocks of up to 4 vectors along x (the last block of a row overlaps the previous one
+/// instead of running a scalar tail) and, for dense, 4 output channels at a time, so one loaded
+/// input vector feeds 4 FMAs. Costs: 2 k^2 flops per output (depthwise), 2 C_in k^2 per output
+/// (dense); scratch `conv_scratch_floats` floats supplied by the caller (no allocation here).
+/// The scalar backend is the twin the SIMD kernels are tested against (same summation order per
+/// output: bias, then taps in (c_in, k_y, k_x) order).
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "membound/backend/cpu/simd.hpp"
+#include "membound/core/error.hpp"
+#include "membound/core/tensor.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace cpu {
+
+/// The spatial geometry of a convolution: input h x w, square kernel k, stride, zero padding;
+/// output ho x wo with ho = (h + 2 pad - k) / stride + 1.
+struct conv_geometry {
+  index_t h = 0, w = 0, k = 1, stride = 1, pad = 0;
+  index_t out_h() const noexcept { return (h + 2 * pad - k) / stride + 1; }
+  index_t out_w() const noexcept { return (w + 2 * pad - k) / stride + 1; }
+  /// Validates k in 1..7, stride 1 or 2, 0 <= pad < k and an input at least the kernel's size.
+  void check(const char* fn) const {
+    MEMBOUND_EXPECTS(k >= 1 && k <= 7, config_error, fn, ": kernel ", k, ", supported 1..7");
+    MEMBOUND_EXPECTS(stride == 1 || stride == 2, config_error, fn, ": stride ", stride, ", supported 1 or 2");
+    MEMBOUND_EXPECTS(pad >= 0 && pad < k, config_error, fn, ": padding ", pad, " with kernel ", k, ", supported 0..k-1");
+    MEMBOUND_EXPECTS(h >= 1 && w >= 1 && h + 2 * pad >= k && w + 2 * pad >= k, shape_error, fn, ": input ", h, "x", w,
+                     " is smaller than the kernel ", k, " with padding ", pad);
+  }
+};
+
+namespace detail {
+
+/// Layout of the phase-split, zero-bordered copy of one input plane for vectors of `lanes` floats.
+struct padded_plane {
+  index_t rows = 0, cols = 0, phases = 1; ///< per phase: rows x cols floats
+  index_t wx = 0;                         ///< output columns computed per row (>= wo, >= lanes)
+  padded_plane(const conv_geometry& g, index_t lanes) {
+    const index_t ho = g.out_h(), wo = g.out_w();
+    phases = g.stride;
+    rows = (ho - 1) * g.stride + g.k;
+    wx = std::max(wo, lanes);
+    // Whole vectors per row plus one more, so that a block may load the vector after it (the
+    // AVX-512 stride-1 kernel shifts taps across two aligned vectors).
+    cols = ((wx + (g.k - 1) / g.stride + lanes - 1) / lanes + 1) * lanes;
+  }
+  index_t floats() const noexcept { return phases * rows * cols; }
+};
+
+/// Copies plane x (h,w) into the phase-split padded layout at `dst` (phases * rows * cols floats):
+/// padded column q = stride * j + phase holds x[row - pad][q - pad], or 0 outside the input.
+inline void fill_padded(const float* MEMBOUND_RESTRICT x, const conv_geometry& g, const padded_plane& p,
+                        float* MEMBOUND_RESTRICT dst) noexcept {
+  const index_t s = g.stride, plane = p.rows * p.cols;
+  for (index_t r = 0; r < p.rows; ++r) {
+    const index_t iy = r - g.pad;
+    const bool inside = iy >= 0 && iy < g.h;
+    for (index_t ph = 0; ph < s; ++ph) {
+      float* MEMBOUND_RESTRICT out = dst + ph * plane + r * p.cols;
+      if (!inside) {
+        std::memset(out, 0, static_cast<std::size_t>(p.cols) * sizeof(float));
+        continue;
+      }
+      const float* MEMBOUND_RESTRICT row = x + iy * g.w;
+      // Columns j with input column ix = s*j + ph - pad inside [0, w).
+      const index_t lo = std::min(p.cols, std::max<index_t>(0, (g.pad - ph + s - 1) / s));
+      const index_t last = g.w - 1 + g.pad - ph;
+      const index_t hi = last < 0 ? lo : std::max(lo, std::min(p.cols, last / s + 1));
+      std::fill(out, out + lo, 0.0f);
+      if (s == 1) std::memcpy(out + lo, row + (lo - g.pad), static_cast<std::size_t>(hi - lo) * sizeof(float));
+      else
+        for (index_t j = lo; j < hi; ++j) out[j] = row[2 * j + ph - g.pad];
+      std::fill(out + hi, out + p.cols, 0.0f);
+    }
+  }
+}
+
+/// Splits an output row of wx >= lanes columns into groups of contiguous vector blocks: calls
+/// f(x0, nb) with nb in 1..4 for blocks at x0, x0 + L, ..., x0 + (nb-1) L. The last block ends at
+/// wx exactly; when L does not divide wx it overlaps its neighbour (the overlap is recomputed with
+/// the same values). Contiguous blocks keep the addresses of one group a constant apart.
+template <class F>
+MEMBOUND_ALWAYS_INLINE void for_row_groups(index_t wx, index_t lanes, F&& f) {
+  const index_t nb = (wx + lanes - 1) / lanes; // blocks in the row
+  index_t x0 = 0, left = nb;
+  while (left > 0) {
+    if (left <= 4 && x0 + left * lanes > wx) { // the tail group would pass wx
+      if (left == 1) {
+        f(wx - lanes, 1);
+        return;
+      }
+      f(x0, left - 1); // blocks before the last one fit
+      f(wx - lanes, 1);
+      return;
+    }
+    const index_t g = std::min<index_t>(4, left);
+    f(x0, g);
+    x0 += g * lanes;
+    left -= g;
+  }
+}
+
+/// Offsets of the k*k taps inside a padded plane, relative to (row s*oy, column ox):
+/// tap (ky,kx) reads phase kx % s, row ky, column kx / s.
+inline void tap_offsets(const padded_plane& p, index_t k, index_t s, index_t* off) noexcept {
+  for (index_t ky = 0; ky < k; ++ky)
+    for (index_t kx = 0; kx < k; ++kx) off[ky * k + kx] = (kx % s) * p.rows * p.cols + ky * p.cols + kx / s;
+}
+
+/// NR consecutive output rows of a depthwise plane, NB vector blocks each at columns
+/// starts[0..NB): NR*NB independent accumulators hide the FMA latency, one broadcast weight feeds
+/// NR*NB FMAs. `row` is the padded row of the first output row; `rstep` floats between rows.
+template <class A, int NR, int NB>
+MEMBOUND_ALWAYS_INLINE void depthwise_blocks(const float* row, index_t rstep, const index_t* off, index_t taps,
+                                             const float* wk, float bias, index_t x0, float* out,
+                                             index_t out_stride) noexcept {
+  constexpr index_t L = static_cast<index_t>(lanes<A>);
+  using V = fbatch<A>;
+  V acc[NR][NB];
+  for (int r = 0; r < NR; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = V(bias);
+  for (index_t t = 0; t < taps; ++t) {
+    const V wv(wk[t]);
+    const float* src = row + off[t] + x0;
+    for (int r = 0; r < NR; ++r)
+      for (int b = 0; b < NB; ++b) acc[r][b] = fma<A>(wv, loadu<A>(src + r * rstep + b * L), acc[r][b]);
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int b = 0; b < NB; ++b) storeu<A>(out + r * out_stride + x0 + b * L, acc[r][b]);
+}
+
+#if MEMBOUND_HAS_AVX512
+/// acc += sum_{kx < K} w[kx] * (the 16 floats starting kx into the pair v0:v1), kx ascending.
+template <int K, int... KX>
+MEMBOUND_ALWAYS_INLINE __m512 shifted_taps(__m512 acc, const __m512* w, __m512 v0, __m512 v1,
+                                           std::integer_sequence<int, KX...>) noexcept {
+  [[maybe_unused]] const __m512i lo = _mm512_castps_si512(v0), hi = _mm512_castps_si512(v1);
+  acc = _mm512_fmadd_ps(w[0], v0, acc);
+  ((acc = _mm512_fmadd_ps(w[KX + 1], _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, KX + 1)), acc)), ...);
+  return acc;
+}
+
+/// The stride-1 depthwise block on AVX-512 for a K x K filter: per filter row, two loads cover a
+/// block and its successor and the K taps are the K shifts of that pair (valignd), so aligned
+/// blocks never load across a cache line. Same summation order as depthwise_blocks.
+template <int K, int NR, int NB>
+MEMBOUND_ALWAYS_INLINE void depthwise_blocks_s1_avx512(const float* row, index_t rstep, const float* wk, float bias,
+                                                       index_t x0, float* out, index_t out_stride) noexcept {
+  __m512 acc[NR][NB];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_set1_ps(bias);
+  for (int ky = 0; ky < K; ++ky) {
+    __m512 w[K];
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; ++kx) w[kx] = _mm512_set1_ps(wk[ky * K + kx]);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const float* src = row + (r + ky) * rstep + x0;
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b)
+        acc[r][b] = shifted_taps<K>(acc[r][b], w, _mm512_loadu_ps(src + b * 16), _mm512_loadu_ps(src + b * 16 + 16),
+                                    std::make_integer_sequence<int, K - 1>{});
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) _mm512_storeu_ps(out + r * out_stride + x0 + b * 16, acc[r][b]);
+}
+
+template <int K, int NR>
+void depthwise_rows_s1_avx512(const float* row, index_t rstep, const float* wk, float bias, index_t wx, float* out,
+                              index_t out_stride) noexcept {
+  for_row_groups(wx, 16, [&](index_t x0, index_t nb) MEMBOUND_INLINE_LAMBDA {
+    switch (nb) {
+    case 4: depthwise_blocks_s1_avx512<K, NR, 4>(row, rstep, wk, bias, x0, out, out_stride); break;
+    case 3: depthwise_blocks_s1_avx512<K, NR, 3>(row, rstep, wk, bias, x0, out, out_stride); break;
+    case 2: depthwise_blocks_s1_avx512<K, NR, 2>(row, rstep, wk, bias, x0, out, out_stride); break;
+    default: depthwise_blocks_s1_avx512<K, NR, 1>(row, rstep, wk, bias, x0, out, out_stride); break;
+    }
+  });
+}
+
+/// Rows of a stride-1 plane with NR rows per pass, dispatched on the kernel size.
+template <int NR>
+void depthwise_s1_avx512(index_t k, const float* row, index_t rstep, const float* wk, float bias, index_t wx,
+                         float* out, index_t out_stride) noexcept {
+  switch (k) {
+  case 1: depthwise_rows_s1_avx512<1, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  case 2: depthwise_rows_s1_avx512<2, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  case 3: depthwise_rows_s1_avx512<3, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  case 4: depthwise_rows_s1_avx512<4, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  case 5: depthwise_rows_s1_avx512<5, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  case 6: depthwise_rows_s1_avx512<6, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  default: depthwise_rows_s1_avx512<7, NR>(row, rstep, wk, bias, wx, out, out_stride); break;
+  }
+}
+#endif
+
+template <class A, int NR>
+MEMBOUND_ALWAYS_INLINE void depthwise_rows(const float* row, index_t rstep, const index_t* off, index_t k, index_t s,
+                                           const float* wk, float bias, index_t wx, float* out,
+                                           index_t out_stride) noexcept {
+  const index_t taps = k * k;
+  for_row_groups(wx, static_cast<index_t>(lanes<A>), [&](index_t x0, index_t nb) MEMBOUND_INLINE_LAMBDA {
+    (void)s;
+    switch (nb) {
+    case 4: depthwise_blocks<A, NR, 4>(row, rstep, off, taps, wk, bias, x0, out, out_stride); break;
+    case 3: depthwise_blocks<A, NR, 3>(row, rstep, off, taps, wk, bias, x0, out, out_stride); break;
+    case 2: depthwise_blocks<A, NR, 2>(row, rstep, off, taps, wk, bias, x0, out, out_stride); break;
+    default: depthwise_blocks<A, NR, 1>(row, rstep, off, taps, wk, bias, x0, out, out_stride); break;
+    }
+  });
+}
+
+/// One output row of the dense kernel for CB output channels and NB vector blocks; `row` points
+/// at input channel 0's padded row s*oy, `w` at the first output channel's filters (stride
+/// `wstride` between output channels).
+template <class A, int CB, int NB>
+MEMBOUND_ALWAYS_INLINE void dense_blocks(const float* row, index_t plane_floats, index_t cin, const index_t* off,
+                                         index_t taps, const float* w, index_t wstride, const float* bias,
+                                         index_t x0, float* out, index_t out_stride) noexcept {
+  using V = fbatch<A>;
+  constexpr index_t L = static_cast<index_t>(lanes<A>);
+  V acc[CB][NB];
+#pragma GCC unroll 4
+  for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) acc[c][b] = V(bias != nullptr ? bias[c] : 0.0f);
+  for (index_t ci = 0; ci < cin; ++ci) {
+    const float* rc = row + ci * plane_floats;
+    const float* wc = w + ci * taps;
+    for (index_t t = 0; t < taps; ++t) {
+      const float* src = rc + off[t] + x0;
+      V xv[NB];
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) xv[b] = loadu<A>(src + b * L);
+#pragma GCC unroll 4
+      for (int c = 0; c < CB; ++c) {
+        const V wv(wc[c * wstride + t]);
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) acc[c][b] = fma<A>(wv, xv[b], acc[c][b]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) storeu<A>(out + c * out_stride + x0 + b * L, acc[c][b]);
+}
+
+template <class A, int CB>
+MEMBOUND_ALWAYS_INLINE void dense_row(const float* row, const padded_plane& p, index_t cin, const index_t* off,
+                                      index_t taps, const float* w, index_t wstride, const float* bias, float* out,
+                                      index_t out_stride) noexcept {
+  const index_t pf = p.floats();
+  for_row_groups(p.wx, static_cast<index_t>(lanes<A>), [&](index_t x0, index_t nb) MEMBOUND_INLINE_LAMBDA {
+    switch (nb) {
+    case 4: dense_blocks<A, CB, 4>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
+    case 3: dense_blocks<A, CB, 3>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
+    case 2: dense_blocks<A, CB, 2>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
+    default: dense_blocks<A, CB, 1>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
+    }
+  });
+}
+
+template <class B>
+constexpr index_t conv_lanes() noexcept {
+  if constexpr (std::is_same_v<B, backend::scalar>) return 1;
+  else return static_cast<index_t>(lanes<typename B::arch>);
+}
+
+} // namespace detail
+
+/// Floats of scratch that `depthwise_conv2d<B>` and `conv2d_direct<B>` need for `channels` input
+/// planes (depthwise needs one plane's worth: pass channels = 1), plus one output row.
+template <class B = backend::best_cpu>
+index_t conv_scratch_floats(const conv_geometry& g, index_t channels) {
+  const detail::padded_plane p(g, detail::conv_lanes<B>());
+  return channels * p.floats() + p.wx * 4; // planes + a row buffer for up to 4 channels
+}
+
+#if MEMBOUND_HAS_AVX512
+namespace detail {
+
+/// In-register transpose of a 16 x 16 float block (r[i] = row i on entry, column i on exit).
+MEMBOUND_ALWAYS_INLINE void transpose16(__m512 (&r)[16]) noexcept {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+/// Channel-interleaved padded input of 16 planes: element (row, col, c) at (row * cols + col) * 16 + c.
+inline void fill_interleaved(const float* x, index_t plane_stride, const conv_geometry& g, index_t rows, index_t cols,
+                             float* dst) noexcept {
+  const __m512 zero = _mm512_setzero_ps();
+  for (index_t r = 0; r < rows; ++r) {
+    float* out = dst + r * cols * 16;
+    const index_t iy = r - g.pad;
+    if (iy < 0 || iy >= g.h) {
+      for (index_t c = 0; c < cols; ++c) _mm512_storeu_ps(out + c * 16, zero);
+      continue;
+    }
+    for (index_t c = 0; c < g.pad; ++c) _mm512_storeu_ps(out + c * 16, zero);
+    for (index_t c = g.pad + g.w; c < cols; ++c) _mm512_storeu_ps(out + c * 16, zero);
+    for (index_t ix = 0; ix < g.w; ix += 16) {
+      const index_t n = std::min<index_t>(16, g.w - ix);
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      __m512 v[16];
+      for (int ch = 0; ch < 16; ++ch) v[ch] = _mm512_maskz_loadu_ps(m, x + ch * plane_stride + iy * g.w + ix);
+      transpose16(v);
+      for (index_t j = 0; j < n; ++j) _mm512_storeu_ps(out + (g.pad + ix + j) * 16, v[j]);
+    }
+  }
+}
+
+/// One output row of 16 interleaved channels: NP positions from ox0, taps in (ky, kx) order.
+template <int K, int NP>
+MEMBOUND_ALWAYS_INLINE void depthwise16_positions(const float* in, index_t cols, const float* w16, __m512 bias,
+                                                  index_t ox0, float* out) noexcept {
+  __m512 acc[NP];
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) acc[j] = bias;
+  for (int ky = 0; ky < K; ++ky) {
+    const float* row = in + (ky * cols + ox0) * 16;
+    __m512 v[NP + K - 1];
+#pragma GCC unroll 16
+    for (int j = 0; j < NP + K - 1; ++j) v[j] = _mm512_loadu_ps(row + j * 16);
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; ++kx) {
+      const __m512 wv = _mm512_loadu_ps(w16 + (ky * K + kx) * 16);
+#pragma GCC unroll 16
+      for (int j = 0; j < NP; ++j) acc[j] = _mm512_fmadd_ps(wv, v[j + kx], acc[j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) _mm512_storeu_ps(out + (ox0 + j) * 16, acc[j]);
+}
+
+/// The last n < 12 positions of a row, as one register block.
+template <int K>
+MEMBOUND_ALWAYS_INLINE void depthwise16_tail(index_t n, const float* in, index_t cols, const float* w16, __m512 bias,
+                                             index_t ox0, float* out) noexcept {
+  switch (n) {
+  case 0: break;
+  case 1: depthwise16_positions<K, 1>(in, cols, w16, bias, ox0, out); break;
+  case 2: depthwise16_positions<K, 2>(in, cols, w16, bias, ox0, out); break;
+  case 3: depthwise16_positions<K, 3>(in, cols, w16, bias, ox0, out); break;
+  case 4: depthwise16_positions<K, 4>(in, cols, w16, bias, ox0, out); break;
+  case 5: depthwise16_positions<K, 5>(in, cols, w16, bias, ox0, out); break;
+  case 6: depthwise16_positions<K, 6>(in, cols, w16, bias, ox0, out); break;
+  case 7: depthwise16_positions<K, 7>(in, cols, w16, bias, ox0, out); break;
+  case 8: depthwise16_positions<K, 8>(in, cols, w16, bias, ox0, out); break;
+  case 9: depthwise16_positions<K, 9>(in, cols, w16, bias, ox0, out); break;
+  case 10: depthwise16_positions<K, 10>(in, cols, w16, bias, ox0, out); break;
+  default: depthwise16_positions<K, 11>(in, cols, w16, bias, ox0, out); break;
+  }
+}
+
+/// Stride-1 depthwise convolution of 16 consecutive planes (plane stride `plane_in` / `plane_out`
+/// floats) through the interleaved layout. `w` (16,k,k) filters, `bias` 16 values or null.
+/// scratch: rows*cols*16 + k*k*16 + wo*16 + 16 floats.
+/// `next` (or null): the following group's 16 input planes, prefetched while this group computes.
+template <int K>
+void depthwise16_s1(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
+                    const conv_geometry& g, float* scratch, const float* next) noexcept {
+  const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1, cols = wo + K - 1;
+  float* in = scratch;
+  float* w16 = in + rows * cols * 16;
+  float* rowb = w16 + K * K * 16;
+  fill_interleaved(x, plane_in, g, rows, cols, in);
+  for (int t = 0; t < K * K; ++t)
+    for (int c = 0; c < 16; ++c) w16[t * 16 + c] = w[c * K * K + t];
+  alignas(64) float b16[16];
+  for (int c = 0; c < 16; ++c) b16[c] = bias != nullptr ? bias[c] : 0.0f;
+  const __m512 bv = _mm512_load_ps(b16);
+  constexpr int NP = K <= 3 ? 12 : (K <= 5 ? 10 : 8); // accumulators + NP+K-1 inputs + 1 weight <= 32
+  const index_t lines = next != nullptr ? (16 * plane_in * 4 + 63) / 64 : 0, per_row = (lines + ho - 1) / ho;
+  for (index_t oy = 0; oy < ho; ++oy) {
+    for (index_t l = oy * per_row; l < std::min(lines, (oy + 1) * per_row); ++l)
+      prefetch(reinterpret_cast<const char*>(next) + l * 64);
+    const float* inr = in + oy * cols * 16;
+    index_t ox = 0;
+    for (; ox + NP <= wo; ox += NP) depthwise16_positions<K, NP>(inr, cols, w16, bv, ox, rowb);
+    depthwise16_tail<K>(wo - ox, inr, cols, w16, bv, ox, rowb);
+    // back to planes: 16 positions x 16 channels at a time
+    for (index_t x0 = 0; x0 < wo; x0 += 16) {
+      const index_t n = std::min<index_t>(16, wo - x0);
+      __m512 v[16];
+      for (index_t j = 0; j < 16; ++j) v[j] = j < n ? _mm512_loadu_ps(rowb + (x0 + j) * 16) : _mm512_setzero_ps();
+      transpose16(v);
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + c * plane_out + oy * wo + x0, m, v[c]);
+    }
+  }
+}
+
+} // namespace detail
+#endif
+
+namespace detail {
+template <class B>
+constexpr bool grouped_depthwise() noexcept {
+  if constexpr (std::is_same_v<B, backend::scalar>) return false;
+  else return is_avx512<typename B::arch>;
+}
+} // namespace detail
+
+/// Floats of scratch `depthwise_conv2d_planes<B>` needs.
+template <class B = backend::best_cpu>
+index_t depthwise_scratch_floats(const conv_geometry& g) {
+  const index_t ho = g.out_h(), wo = g.out_w();
+  const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + wo * 16 + 16;
+  return std::max(grouped, conv_scratch_floats<B>(g, 1));
+}
+
+/// Depthwise convolution of `channels` consecutive planes x (C,h,w) -> y (C,ho,wo) with filters
+/// w (C,k,k) and bias (C) or null. On AVX-512 at stride 1, groups of 16 channels run through a
+/// channel-interleaved layout (aligned vector loads, the k x k taps reuse registers along x);
+/// other cases run `depthwise_conv2d` plane by plane. Per output the sum is bias, then taps in
+/// (ky, kx) order, on every path. scratch: depthwise_scratch_floats<B>(g) floats.
+template <class B = backend::best_cpu>
+void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, const float* bias, float* y,
+                             const conv_geometry& g, float* scratch);
+
+/// Depthwise convolution of one plane: y (ho,wo) = bias + sum_{ky,kx} wk[ky,kx] x[s oy + ky - pad,
+/// s ox + kx - pad] with zeros outside x (h,w); wk is the (k,k) filter. `scratch` holds at least
+/// conv_scratch_floats<B>(g, 1) floats. @throws config_error / shape_error for a bad geometry.
+template <class B = backend::best_cpu>
+void depthwise_conv2d(const float* x, const float* wk, float bias, float* y, const conv_geometry& g, float* scratch) {
+  detail::check_cpu_backend<B>();
+  g.check("depthwise_conv2d");
+  const index_t ho = g.out_h(), wo = g.out_w(), k = g.k, s = g.stride;
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    (void)scratch;
+    for (index_t oy = 0; oy < ho; ++oy)
+      for (index_t ox = 0; ox < wo; ++ox) {
+        float acc = bias;
+        for (index_t ky = 0; ky < k; ++ky) {
+          const index_t iy = oy * s + ky - g.pad;
+          for (index_t kx = 0; kx < k; ++kx) {
+            const index_t ix = ox * s + kx - g.pad;
+            const float v = (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) ? x[iy * g.w + ix] : 0.0f;
+            acc = std::fma(wk[ky * k + kx], v, acc);
+          }
+        }
+        y[oy * wo + ox] = acc;
+      }
+  } else {
+    using A = typename B::arch;
+    const index_t L = detail::conv_lanes<B>();
+    const detail::padded_plane p(g, L);
+    float* pad = scratch;
+    float* rowbuf = scratch + p.floats();
+    detail::fill_padded(x, g, p, pad);
+    const bool direct = wo >= L; // else compute a full vector into rowbuf and copy wo < L values
+    index_t off[49];
+    detail::tap_offsets(p, k, s, off);
+    const index_t rstep = s * p.cols;
+    index_t oy = 0;
+#if MEMBOUND_HAS_AVX512
+    constexpr bool wide = detail::is_avx512<A>;
+#else
+    constexpr bool wide = false;
+#endif
+    if (direct)
+      for (; oy + 4 <= ho; oy += 4) {
+#if MEMBOUND_HAS_AVX512
+        if (wide && s == 1) {
+          detail::depthwise_s1_avx512<4>(k, pad + oy * rstep, rstep, wk, bias, p.wx, y + oy * wo, wo);
+          continue;
+        }
+#endif
+        detail::depthwise_rows<A, 4>(pad + oy * rstep, rstep, off, k, s, wk, bias, p.wx, y + oy * wo, wo);
+      }
+    for (; oy < ho; ++oy) {
+      float* out = direct ? y + oy * wo : rowbuf;
+#if MEMBOUND_HAS_AVX512
+      if (wide && s == 1) detail::depthwise_s1_avx512<1>(k, pad + oy * rstep, rstep, wk, bias, p.wx, out, wo);
+      else
+#endif
+        detail::depthwise_rows<A, 1>(pad + oy * rstep, rstep, off, k, s, wk, bias, p.wx, out, wo);
+      if (!direct) std::copy_n(rowbuf, wo, y + oy * wo);
+    }
+  }
+}
+
+template <class B>
+void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, const float* bias, float* y,
+                             const conv_geometry& g, float* scratch) {
+  g.check("depthwise_conv2d");
+  const index_t kk = g.k * g.k, plane_in = g.h * g.w, plane_out = g.out_h() * g.out_w();
+  index_t c = 0;
+#if MEMBOUND_HAS_AVX512
+  if constexpr (detail::grouped_depthwise<B>())
+    if (g.stride == 1)
+      for (; c + 16 <= channels; c += 16) {
+        const float* xc = x + c * plane_in;
+        const float* wc = w + c * kk;
+        const float* bc = bias != nullptr ? bias + c : nullptr;
+        float* yc = y + c * plane_out;
+        const float* nx = c + 32 <= channels ? xc + 16 * plane_in : nullptr;
+        switch (g.k) {
+        case 1: detail::depthwise16_s1<1>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 2: detail::depthwise16_s1<2>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 3: detail::depthwise16_s1<3>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 4: detail::depthwise16_s1<4>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 5: detail::depthwise16_s1<5>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 6: detail::depthwise16_s1<6>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        default: detail::depthwise16_s1<7>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        }
+      }
+#endif
+  for (; c < channels; ++c)
+    depthwise_conv2d<B>(x + c * plane_in, w + c * kk, bias != nullptr ? bias[c] : 0.0f, y + c * plane_out, g, scratch);
+}
+
+/// Dense direct convolution of one image: y (C_out,ho,wo) = bias + W (C_out,C_in,k,k) * x
+/// (C_in,h,w), zero padding; `bias` may be null. `scratch` holds at least
+/// conv_scratch_floats<B>(g, C_in) floats. Best where C_in k^2 is small (stem layers); for wide
+/// inputs im2col + GEMM is faster (see nn::conv2d). @throws config_error / shape_error.
+template <class B = backend::best_cpu>
+void conv2d_direct(const float* x, index_t cin, const float* w, const float* bias, float* y, index_t cout,
+                   const conv_geometry& g, float* scratch) {
+  detail::check_cpu_backend<B>();
+  g.check("conv2d_direct");
+  MEMBOUND_EXPECTS(cin >= 1 && cout >= 1, config_error, "conv2d_direct: channels ", cin, " -> ", cout, ", expected >= 1");
+  const index_t ho = g.out_h(), wo = g.out_w(), k = g.k, s = g.stride, kk = k * k;
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    (void)scratch;
+    for (index_t co = 0; co < cout; ++co)
+      for (index_t oy = 0; oy < ho; ++oy)
+        for (index_t ox = 0; ox < wo; ++ox) {
+          float acc = bias != nullptr ? bias[co] : 0.0f;
+          for (index_t ci = 0; ci < cin; ++ci)
+            for (index_t ky = 0; ky < k; ++ky) {
+              const index_t iy = oy * s + ky - g.pad;
+              for (index_t kx = 0; kx < k; ++kx) {
+                const index_t ix = ox * s + kx - g.pad;
+                const float v = (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) ? x[(ci * g.h + iy) * g.w + ix] : 0.0f;
+                acc = std::fma(w[(co * cin + ci) * kk + ky * k + kx], v, acc);
+              }
+            }
+          y[(co * ho + oy) * wo + ox] = acc;
+        }
+  } else {
+    using A = typename B::arch;
+    const index_t L = detail::conv_lanes<B>();
+    const detail::padded_plane p(g, L);
+    float* pads = scratch;
+    float* rowbuf = scratch + cin * p.floats(); // (4, wx) when wo < L
+    for (index_t ci = 0; ci < cin; ++ci) detail::fill_padded(x + ci * g.h * g.w, g, p, pads + ci * p.floats());
+    const bool direct = wo >= L; // else compute full vectors into rowbuf and copy wo < L values
+    const index_t plane_out = ho * wo, wstride = cin * kk;
+    index_t off[49];
+    detail::tap_offsets(p, k, s, off);
+    for (index_t oy = 0; oy < ho; ++oy) {
+      const float* row = pads + oy * s * p.cols;
+      for (index_t co = 0; co < cout; co += 4) {
+        const index_t cb = std::min<index_t>(4, cout - co);
+        float* out = direct ? y + co * plane_out + oy * wo : rowbuf;
+        const index_t ostride = direct ? plane_out : p.wx;
+        const float* wco = w + co * wstride;
+        const float* bco = bias != nullptr ? bias + co : nullptr;
+        switch (cb) {
+        case 4: detail::dense_row<A, 4>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        case 3: detail::dense_row<A, 3>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        case 2: detail::dense_row<A, 2>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        default: detail::dense_row<A, 1>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        }
+        if (!direct)
+          for (index_t c = 0; c < cb; ++c) std::copy_n(rowbuf + c * p.wx, wo, y + (co + c) * plane_out + oy * wo);
+      }
+    }
+  }
+}
+
+} // namespace cpu
+} // namespace v0_1
+} // namespace membound
