@@ -4,9 +4,11 @@
 /// @brief kv/: KV-cache eviction. This first slice holds the one-shot (post-prefill) scorers of
 /// the standard policies, checked against kvpress 0.5.5's own code, the budget rules (kvpress's
 /// kept count beside an exact one, PyramidKV per-layer budgets, AdaKV head-wise allocation) and
-/// the kept-set selection. The paged cache, decode-time eviction, TRIM-KV and kv::attend follow.
+/// the kept-set selection, and the paged memory-bounded cache (kv::cache). Decode-time
+/// eviction, TRIM-KV and kv::attend follow.
 
 #include "membound/kv/budget.hpp"
+#include "membound/kv/cache.hpp"
 #include "membound/kv/expected_attention.hpp"
 #include "membound/kv/keydiff.hpp"
 #include "membound/kv/knorm.hpp"

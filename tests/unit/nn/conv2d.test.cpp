@@ -74,9 +74,9 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
   for (index_t k = 1; k <= 7; ++k)
     for (index_t s : std::initializer_list<index_t>{1, 2})
       for (index_t pad = 0; pad < k; pad += (k > 3 ? 2 : 1))
-        for (index_t w : std::initializer_list<index_t>{k, 5, 16, 17, 23, 40, 57}) {
+        for (index_t w : std::initializer_list<index_t>{k, 5, 16, 17, 22, 23, 26, 34, 40, 57}) {
           if (w + 2 * pad < k) continue;
-          const index_t h = 9, cin = 1 + (w % 3), cout = 1 + (w % 6);
+          const index_t h = 9, cin = 1 + (w % 3), cout = w % 2 == 0 ? 16 * (1 + (w / 2) % 5) : 1 + (w % 6);
           const cpu::conv_geometry g{h, w, k, s, pad};
           CAPTURE(k);
           CAPTURE(s);
@@ -87,7 +87,7 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
               bias(static_cast<std::size_t>(cout));
           for (auto* v : {&x, &wt, &bias})
             for (float& e : *v) e = nd(gen);
-          std::vector<float> scratch(static_cast<std::size_t>(cpu::conv_scratch_floats<>(g, cin)), std::nanf(""));
+          std::vector<float> scratch(static_cast<std::size_t>(std::max(cpu::conv_scratch_floats<>(g, cin, cout), cpu::depthwise_scratch_floats<>(g))), std::nanf(""));
           std::vector<float> y0(static_cast<std::size_t>(cout * ho * wo)), y1(y0.size(), std::nanf(""));
           cpu::conv2d_direct<backend::scalar>(x.data(), cin, wt.data(), bias.data(), y0.data(), cout, g, nullptr);
           cpu::conv2d_direct<>(x.data(), cin, wt.data(), bias.data(), y1.data(), cout, g, scratch.data());
@@ -97,7 +97,30 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
           cpu::depthwise_conv2d<backend::scalar>(x.data(), wt.data(), bias[0], d0.data(), g, nullptr);
           cpu::depthwise_conv2d<>(x.data(), wt.data(), bias[0], d1.data(), g, scratch.data());
           CHECK(std::memcmp(d0.data(), d1.data(), d0.size() * sizeof(float)) == 0);
+          // depthwise over many channels (AVX-512 stride 1: groups of 16 interleaved channels + rest)
+          const index_t nch = 16 + (w % 3) * 9 + (w % 2) * 16; // 16 .. 50
+          std::vector<float> xc(static_cast<std::size_t>(nch * h * w)), wc(static_cast<std::size_t>(nch * k * k)),
+              bc(static_cast<std::size_t>(nch));
+          for (auto* v : {&xc, &wc, &bc})
+            for (float& e : *v) e = nd(gen);
+          std::vector<float> dscr(static_cast<std::size_t>(cpu::depthwise_scratch_floats<>(g)), std::nanf(""));
+          std::vector<float> e0(static_cast<std::size_t>(nch * ho * wo)), e1(e0.size(), std::nanf(""));
+          cpu::depthwise_conv2d_planes<backend::scalar>(xc.data(), nch, wc.data(), bc.data(), e0.data(), g, nullptr);
+          cpu::depthwise_conv2d_planes<>(xc.data(), nch, wc.data(), bc.data(), e1.data(), g, dscr.data());
+          CHECK(std::memcmp(e0.data(), e1.data(), e0.size() * sizeof(float)) == 0);
         }
+  {
+    // An output of 8 MiB takes the streaming-store path of the grouped depthwise kernel.
+    const cpu::conv_geometry g{256, 256, 3, 1, 1};
+    const index_t ch = 32;
+    array<float> x({ch, 256, 256}), w({ch, 3, 3}), b({ch}), y0({ch, 256, 256}), y1({ch, 256, 256}); // (C,H,W) (C,k,k) (C)
+    for (auto* v : {&x, &w, &b})
+      for (float& e : v->view().span()) e = nd(gen);
+    array<float> scratch({cpu::depthwise_scratch_floats<>(g)}); // (n)
+    cpu::depthwise_conv2d_planes<backend::scalar>(x.data(), ch, w.data(), b.data(), y0.data(), g, nullptr);
+    cpu::depthwise_conv2d_planes<>(x.data(), ch, w.data(), b.data(), y1.data(), g, scratch.data());
+    CHECK(std::memcmp(y0.data(), y1.data(), static_cast<std::size_t>(y0.size()) * sizeof(float)) == 0);
+  }
   const cpu::conv_geometry bad{4, 4, 3, 3, 1};
   float dummy = 0;
   CHECK_THROWS_WITH_AS(cpu::depthwise_conv2d<>(&dummy, &dummy, 0.0f, &dummy, bad, &dummy), doctest::Contains("stride 3"),

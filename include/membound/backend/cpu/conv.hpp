@@ -5,17 +5,23 @@
 /// filter per channel) and dense k x k (every output channel sees every input channel), stride 1
 /// or 2, zero padding, the bias added in the same pass. `nn::conv2d` builds on them.
 ///
-/// Method (both kernels): each input plane is first copied into a zero-bordered scratch plane
-/// split by column phase (stride 2 keeps even and odd padded columns apart), so every tap of the
-/// filter becomes one unaligned vector load with no bounds test. Output rows are computed in
-/// register blocks of up to 4 vectors along x (the last block of a row overlaps the previous one
-/// instead of running a scalar tail) and, for dense, 4 output channels at a time, so one loaded
-/// input vector feeds 4 FMAs. Costs: 2 k^2 flops per output (depthwise), 2 C_in k^2 per output
-/// (dense); scratch `conv_scratch_floats` floats supplied by the caller (no allocation here).
-/// The scalar backend is the twin the SIMD kernels are tested against (same summation order per
-/// output: bias, then taps in (c_in, k_y, k_x) order).
+/// Methods. Portable SIMD path (any xsimd architecture): each input plane is first copied into a
+/// zero-bordered scratch plane split by column phase (stride 2 keeps even and odd padded columns
+/// apart), so every filter tap is one unaligned vector load with no bounds test; output rows are
+/// computed in register blocks of vectors along x (the last block of a row overlaps the previous
+/// one instead of running a scalar tail), several rows (depthwise) or 4 output channels (dense)
+/// at a time. AVX-512 paths: depthwise at stride 1 runs groups of 16 channels in a
+/// channel-interleaved layout (16 x 16 transposes in and out; aligned loads; each loaded input
+/// vector feeds k taps from registers; outputs of 8 MiB or more leave with streaming stores);
+/// dense with C_out a multiple of 16 vectorises over output channels (packed weights, one
+/// broadcast input per position and tap, a window of the k padded input rows per output row).
+/// Costs: 2 k^2 flops per output (depthwise), 2 C_in k^2 per output (dense); scratch from
+/// `conv_scratch_floats` / `depthwise_scratch_floats`, supplied by the caller (no allocation).
+/// Every path sums in the same order per output (bias, then taps in (c_in, k_y, k_x) order), so
+/// the SIMD results equal the scalar twin's bit for bit.
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -62,31 +68,34 @@ struct padded_plane {
   index_t floats() const noexcept { return phases * rows * cols; }
 };
 
+/// One padded row of phase `ph`: out[j] = row[s*j + ph - pad], or 0 outside the input row (or
+/// everywhere when row is null), for j < cols.
+inline void fill_phase_row(const float* MEMBOUND_RESTRICT row, const conv_geometry& g, index_t ph, index_t cols,
+                           float* MEMBOUND_RESTRICT out) noexcept {
+  if (row == nullptr) {
+    std::memset(out, 0, static_cast<std::size_t>(cols) * sizeof(float));
+    return;
+  }
+  const index_t s = g.stride;
+  // Columns j with input column ix = s*j + ph - pad inside [0, w).
+  const index_t lo = std::min(cols, std::max<index_t>(0, (g.pad - ph + s - 1) / s));
+  const index_t last = g.w - 1 + g.pad - ph;
+  const index_t hi = last < 0 ? lo : std::max(lo, std::min(cols, last / s + 1));
+  std::fill(out, out + lo, 0.0f);
+  if (s == 1) std::memcpy(out + lo, row + (lo - g.pad), static_cast<std::size_t>(hi - lo) * sizeof(float));
+  else
+    for (index_t j = lo; j < hi; ++j) out[j] = row[2 * j + ph - g.pad];
+  std::fill(out + hi, out + cols, 0.0f);
+}
+
 /// Copies plane x (h,w) into the phase-split padded layout at `dst` (phases * rows * cols floats):
 /// padded column q = stride * j + phase holds x[row - pad][q - pad], or 0 outside the input.
 inline void fill_padded(const float* MEMBOUND_RESTRICT x, const conv_geometry& g, const padded_plane& p,
                         float* MEMBOUND_RESTRICT dst) noexcept {
-  const index_t s = g.stride, plane = p.rows * p.cols;
   for (index_t r = 0; r < p.rows; ++r) {
     const index_t iy = r - g.pad;
-    const bool inside = iy >= 0 && iy < g.h;
-    for (index_t ph = 0; ph < s; ++ph) {
-      float* MEMBOUND_RESTRICT out = dst + ph * plane + r * p.cols;
-      if (!inside) {
-        std::memset(out, 0, static_cast<std::size_t>(p.cols) * sizeof(float));
-        continue;
-      }
-      const float* MEMBOUND_RESTRICT row = x + iy * g.w;
-      // Columns j with input column ix = s*j + ph - pad inside [0, w).
-      const index_t lo = std::min(p.cols, std::max<index_t>(0, (g.pad - ph + s - 1) / s));
-      const index_t last = g.w - 1 + g.pad - ph;
-      const index_t hi = last < 0 ? lo : std::max(lo, std::min(p.cols, last / s + 1));
-      std::fill(out, out + lo, 0.0f);
-      if (s == 1) std::memcpy(out + lo, row + (lo - g.pad), static_cast<std::size_t>(hi - lo) * sizeof(float));
-      else
-        for (index_t j = lo; j < hi; ++j) out[j] = row[2 * j + ph - g.pad];
-      std::fill(out + hi, out + p.cols, 0.0f);
-    }
+    const float* row = iy >= 0 && iy < g.h ? x + iy * g.w : nullptr;
+    for (index_t ph = 0; ph < g.stride; ++ph) fill_phase_row(row, g, ph, p.cols, dst + ph * p.rows * p.cols + r * p.cols);
   }
 }
 
@@ -290,11 +299,14 @@ constexpr index_t conv_lanes() noexcept {
 } // namespace detail
 
 /// Floats of scratch that `depthwise_conv2d<B>` and `conv2d_direct<B>` need for `channels` input
-/// planes (depthwise needs one plane's worth: pass channels = 1), plus one output row.
+/// planes (depthwise needs one plane's worth: pass channels = 1) and `out_channels` output
+/// channels (conv2d_direct; 0 for depthwise).
 template <class B = backend::best_cpu>
-index_t conv_scratch_floats(const conv_geometry& g, index_t channels) {
+index_t conv_scratch_floats(const conv_geometry& g, index_t channels, index_t out_channels = 0) {
   const detail::padded_plane p(g, detail::conv_lanes<B>());
-  return channels * p.floats() + p.wx * 4; // planes + a row buffer for up to 4 channels
+  const index_t window = channels * g.stride * g.k * (g.out_w() + (g.k - 1) / g.stride); // dense16 row window
+  const index_t packed = out_channels * channels * g.k * g.k + g.out_w() * out_channels + 16 * 4 + window;
+  return channels * p.floats() + std::max(p.wx * 4, packed); // planes + row buffers / packed weights
 }
 
 #if MEMBOUND_HAS_AVX512
@@ -393,11 +405,11 @@ MEMBOUND_ALWAYS_INLINE void depthwise16_tail(index_t n, const float* in, index_t
 
 /// Stride-1 depthwise convolution of 16 consecutive planes (plane stride `plane_in` / `plane_out`
 /// floats) through the interleaved layout. `w` (16,k,k) filters, `bias` 16 values or null.
-/// scratch: rows*cols*16 + k*k*16 + wo*16 + 16 floats.
+/// scratch: rows*cols*16 + k*k*16 + ho*wo*16 + 16 floats. `stream`: non-temporal output stores.
 /// `next` (or null): the following group's 16 input planes, prefetched while this group computes.
 template <int K>
 void depthwise16_s1(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
-                    const conv_geometry& g, float* scratch, const float* next) noexcept {
+                    const conv_geometry& g, float* scratch, const float* next, bool stream) noexcept {
   const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1, cols = wo + K - 1;
   float* in = scratch;
   float* w16 = in + rows * cols * 16;
@@ -414,20 +426,78 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
     for (index_t l = oy * per_row; l < std::min(lines, (oy + 1) * per_row); ++l)
       prefetch(reinterpret_cast<const char*>(next) + l * 64);
     const float* inr = in + oy * cols * 16;
+    float* orow = rowb + oy * wo * 16; // the group's output, interleaved (ho*wo, 16)
     index_t ox = 0;
-    for (; ox + NP <= wo; ox += NP) depthwise16_positions<K, NP>(inr, cols, w16, bv, ox, rowb);
-    depthwise16_tail<K>(wo - ox, inr, cols, w16, bv, ox, rowb);
-    // back to planes: 16 positions x 16 channels at a time
-    for (index_t x0 = 0; x0 < wo; x0 += 16) {
-      const index_t n = std::min<index_t>(16, wo - x0);
-      __m512 v[16];
-      for (index_t j = 0; j < 16; ++j) v[j] = j < n ? _mm512_loadu_ps(rowb + (x0 + j) * 16) : _mm512_setzero_ps();
-      transpose16(v);
+    for (; ox + NP <= wo; ox += NP) depthwise16_positions<K, NP>(inr, cols, w16, bv, ox, orow);
+    depthwise16_tail<K>(wo - ox, inr, cols, w16, bv, ox, orow);
+  }
+  // Back to planes, 16 consecutive positions x 16 channels at a time; each plane is written
+  // front to back, with streaming stores when asked and the destination is aligned.
+  const index_t n_out = ho * wo;
+  const bool nt = stream && plane_out % 16 == 0 && (reinterpret_cast<std::uintptr_t>(y) % 64) == 0;
+  for (index_t p0 = 0; p0 < n_out; p0 += 16) {
+    const index_t n = std::min<index_t>(16, n_out - p0);
+    __m512 v[16];
+    for (index_t j = 0; j < 16; ++j) v[j] = j < n ? _mm512_loadu_ps(rowb + (p0 + j) * 16) : _mm512_setzero_ps();
+    transpose16(v);
+    if (nt && n == 16)
+      for (int c = 0; c < 16; ++c) _mm512_stream_ps(y + c * plane_out + p0, v[c]);
+    else {
       const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + c * plane_out + oy * wo + x0, m, v[c]);
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + c * plane_out + p0, m, v[c]);
     }
   }
+  if (nt) _mm_sfence();
 }
+
+/// Dense convolution vectorised over output channels: NV vectors of 16 output channels times P
+/// consecutive output positions in registers; per tap one weight vector per 16 channels and one
+/// broadcast input per position. `pads` are the phase-split padded input planes, `wpk` the
+/// weights packed as (C_out/16, C_in, k*k, 16), `out` a row buffer (wo, C_out).
+template <int NV, int P>
+MEMBOUND_ALWAYS_INLINE void dense16_block(const float* pads, index_t plane_floats, index_t cin, const index_t* off,
+                                          index_t taps, const float* wpk, index_t wblock, const float* bias16,
+                                          index_t ox0, float* out, index_t cout) noexcept {
+  __m512 acc[NV][P];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __m512 b = _mm512_loadu_ps(bias16 + v * 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < P; ++j) acc[v][j] = b;
+  }
+  for (index_t ci = 0; ci < cin; ++ci) {
+    const float* pc = pads + ci * plane_floats + ox0;
+    const float* wc = wpk + ci * taps * 16;
+    for (index_t t = 0; t < taps; ++t) {
+      const float* src = pc + off[t];
+      __m512 wv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wc + v * wblock + t * 16);
+#pragma GCC unroll 16
+      for (int j = 0; j < P; ++j) {
+        const __m512 xb = _mm512_set1_ps(src[j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], xb, acc[v][j]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < P; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + (ox0 + j) * cout + v * 16, acc[v][j]);
+}
+
+template <int NV>
+void dense16_row(const float* pads, index_t plane_floats, index_t cin, const index_t* off, index_t taps,
+                 const float* wpk, index_t wblock, const float* bias16, index_t wo, float* out, index_t cout) noexcept {
+  constexpr int P = NV == 1 ? 16 : (NV == 2 ? 12 : (NV == 3 ? 8 : 6)); // NV*P accumulators <= 24
+  // Blocks of P positions; the last one is moved back to end at wo (it overlaps, same values).
+  for (index_t ox0 = 0; ox0 < wo; ox0 += P)
+    dense16_block<NV, P>(pads, plane_floats, cin, off, taps, wpk, wblock, bias16, std::min<index_t>(ox0, wo - P), out, cout);
+}
+
+/// Positions per register block of dense16_row for NV vectors of output channels.
+constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 : (nv == 2 ? 12 : (nv == 3 ? 8 : 6)); }
 
 } // namespace detail
 #endif
@@ -444,7 +514,7 @@ constexpr bool grouped_depthwise() noexcept {
 template <class B = backend::best_cpu>
 index_t depthwise_scratch_floats(const conv_geometry& g) {
   const index_t ho = g.out_h(), wo = g.out_w();
-  const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + wo * 16 + 16;
+  const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + ho * wo * 16 + 16;
   return std::max(grouped, conv_scratch_floats<B>(g, 1));
 }
 
@@ -524,6 +594,8 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
                              const conv_geometry& g, float* scratch) {
   g.check("depthwise_conv2d");
   const index_t kk = g.k * g.k, plane_in = g.h * g.w, plane_out = g.out_h() * g.out_w();
+  // Outputs of 8 MiB or more bypass the caches (as the other streaming kernels do).
+  [[maybe_unused]] const bool stream = channels * plane_out * 4 >= static_cast<index_t>(detail::stream_threshold_bytes);
   index_t c = 0;
 #if MEMBOUND_HAS_AVX512
   if constexpr (detail::grouped_depthwise<B>())
@@ -535,13 +607,13 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
         float* yc = y + c * plane_out;
         const float* nx = c + 32 <= channels ? xc + 16 * plane_in : nullptr;
         switch (g.k) {
-        case 1: detail::depthwise16_s1<1>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        case 2: detail::depthwise16_s1<2>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        case 3: detail::depthwise16_s1<3>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        case 4: detail::depthwise16_s1<4>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        case 5: detail::depthwise16_s1<5>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        case 6: detail::depthwise16_s1<6>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
-        default: detail::depthwise16_s1<7>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx); break;
+        case 1: detail::depthwise16_s1<1>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        case 2: detail::depthwise16_s1<2>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        case 3: detail::depthwise16_s1<3>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        case 4: detail::depthwise16_s1<4>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        case 5: detail::depthwise16_s1<5>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        case 6: detail::depthwise16_s1<6>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
+        default: detail::depthwise16_s1<7>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
         }
       }
 #endif
@@ -551,8 +623,9 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
 
 /// Dense direct convolution of one image: y (C_out,ho,wo) = bias + W (C_out,C_in,k,k) * x
 /// (C_in,h,w), zero padding; `bias` may be null. `scratch` holds at least
-/// conv_scratch_floats<B>(g, C_in) floats. Best where C_in k^2 is small (stem layers); for wide
-/// inputs im2col + GEMM is faster (see nn::conv2d). @throws config_error / shape_error.
+/// conv_scratch_floats<B>(g, C_in, C_out) floats. Best where C_in k^2 is small (the stem
+/// layers); for wide inputs im2col + GEMM is faster (see nn::conv2d). @throws config_error /
+/// shape_error.
 template <class B = backend::best_cpu>
 void conv2d_direct(const float* x, index_t cin, const float* w, const float* bias, float* y, index_t cout,
                    const conv_geometry& g, float* scratch) {
@@ -583,6 +656,60 @@ void conv2d_direct(const float* x, index_t cin, const float* w, const float* bia
     const detail::padded_plane p(g, L);
     float* pads = scratch;
     float* rowbuf = scratch + cin * p.floats(); // (4, wx) when wo < L
+#if MEMBOUND_HAS_AVX512
+    if constexpr (detail::is_avx512<A>)
+      if (cout % 16 == 0 && cin * kk > 32 && wo >= detail::dense16_positions(std::min<index_t>(4, cout / 16))) {
+        // Vectorised over output channels: packed weights (C_out/16, C_in, k*k, 16), a window of
+        // the k padded input rows each output row reads (C_in, stride, k, cols), a row buffer
+        // (wo, C_out), then 16 x 16 transposes back to planes.
+        float* wpk = rowbuf;
+        float* rowb = wpk + cout * cin * kk;
+        float* b16 = rowb + wo * cout;
+        float* win = b16 + 16 * 4;
+        const index_t wblock = cin * kk * 16, wcols = wo + (k - 1) / s, wplane = s * k * wcols;
+        for (index_t co = 0; co < cout; ++co)
+          for (index_t ci = 0; ci < cin; ++ci)
+            for (index_t t = 0; t < kk; ++t) wpk[(co / 16) * wblock + (ci * kk + t) * 16 + co % 16] = w[(co * cin + ci) * kk + t];
+        index_t off[49];
+        for (index_t ky = 0; ky < k; ++ky)
+          for (index_t kx = 0; kx < k; ++kx) off[ky * k + kx] = (kx % s) * k * wcols + ky * wcols + kx / s;
+        const index_t plane_out = ho * wo;
+        for (index_t oy = 0; oy < ho; ++oy) {
+          for (index_t ci = 0; ci < cin; ++ci)
+            for (index_t ky = 0; ky < k; ++ky) {
+              const index_t iy = oy * s + ky - g.pad;
+              const float* row = iy >= 0 && iy < g.h ? x + (ci * g.h + iy) * g.w : nullptr;
+              for (index_t ph = 0; ph < s; ++ph)
+                detail::fill_phase_row(row, g, ph, wcols, win + ci * wplane + ph * k * wcols + ky * wcols);
+            }
+          const float* prow = win;
+          for (index_t cb = 0; cb < cout / 16;) {
+            const index_t nv = std::min<index_t>(4, cout / 16 - cb);
+            for (index_t c = 0; c < nv * 16; ++c) b16[c] = bias != nullptr ? bias[cb * 16 + c] : 0.0f;
+            const float* wcb = wpk + cb * wblock;
+            float* ob = rowb + cb * 16;
+            switch (nv) {
+            case 4: detail::dense16_row<4>(prow, wplane, cin, off, kk, wcb, wblock, b16, wo, ob, cout); break;
+            case 3: detail::dense16_row<3>(prow, wplane, cin, off, kk, wcb, wblock, b16, wo, ob, cout); break;
+            case 2: detail::dense16_row<2>(prow, wplane, cin, off, kk, wcb, wblock, b16, wo, ob, cout); break;
+            default: detail::dense16_row<1>(prow, wplane, cin, off, kk, wcb, wblock, b16, wo, ob, cout); break;
+            }
+            cb += nv;
+          }
+          for (index_t cb = 0; cb < cout / 16; ++cb)
+            for (index_t x0 = 0; x0 < wo; x0 += 16) {
+              const index_t n = std::min<index_t>(16, wo - x0);
+              __m512 v[16];
+              for (index_t j = 0; j < 16; ++j)
+                v[j] = j < n ? _mm512_loadu_ps(rowb + (x0 + j) * cout + cb * 16) : _mm512_setzero_ps();
+              detail::transpose16(v);
+              const auto m = static_cast<__mmask16>((1u << n) - 1u);
+              for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + (cb * 16 + c) * plane_out + oy * wo + x0, m, v[c]);
+            }
+        }
+        return;
+      }
+#endif
     for (index_t ci = 0; ci < cin; ++ci) detail::fill_padded(x + ci * g.h * g.w, g, p, pads + ci * p.floats());
     const bool direct = wo >= L; // else compute full vectors into rowbuf and copy wo < L values
     const index_t plane_out = ho * wo, wstride = cin * kk;
