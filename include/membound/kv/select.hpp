@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "membound/core/error.hpp"
@@ -17,6 +18,31 @@
 namespace membound {
 inline namespace v0_1 {
 namespace kv {
+
+/// kept[0..n) = ascending indices of the n best of `scores` (ties: newer first; NaN last).
+/// `idx` is scratch of at least scores.size() entries. O(S log S).
+/// @throws budget_error for n < 1 or n > S.
+inline void select_kept_row(std::span<const float> scores, index_t n, std::span<index_t> idx,
+                            std::span<std::int32_t> kept) {
+  const auto s = static_cast<index_t>(scores.size());
+  MEMBOUND_EXPECTS(n >= 1 && n <= s, budget_error, "select_kept: n_kept = ", n, " of ", s,
+                   " tokens; expected 1 <= n_kept <= S");
+  MEMBOUND_EXPECTS(static_cast<index_t>(idx.size()) >= s && static_cast<index_t>(kept.size()) >= n, shape_error,
+                   "select_kept: scratch of ", idx.size(), " / output of ", kept.size(), " for ", s, " tokens, ", n,
+                   " kept");
+  const auto first = idx.begin(), last = idx.begin() + s;
+  std::iota(first, last, index_t{0});
+  auto better = [&](index_t a, index_t b) {
+    const float x = scores[static_cast<std::size_t>(a)], y = scores[static_cast<std::size_t>(b)];
+    const bool xn = std::isnan(x), yn = std::isnan(y);
+    if (xn != yn) return yn;
+    if (!xn && x != y) return x > y;
+    return a > b; // tie: the newer token first
+  };
+  std::nth_element(first, first + (n - 1), last, better);
+  std::sort(first, first + n);
+  for (index_t j = 0; j < n; ++j) kept[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(idx[static_cast<std::size_t>(j)]);
+}
 
 /// kept (G,n_kept) = ascending indices of each row's n_kept best scores (G,S).
 /// @throws shape_error when kept is not (G, n_kept); budget_error for n_kept < 1 or > S.
@@ -27,18 +53,12 @@ inline void select_kept(view<const float> scores /*(G,S)*/, view<std::int32_t> k
   MEMBOUND_EXPECTS(n >= 1 && n <= s, budget_error, "select_kept: n_kept = ", n, " of ", s,
                    " tokens; expected 1 <= n_kept <= S");
   std::vector<index_t> idx(static_cast<std::size_t>(s));
+  std::vector<float> row(static_cast<std::size_t>(s));
+  std::vector<std::int32_t> out(static_cast<std::size_t>(n));
   for (index_t g = 0; g < scores.extent(0); ++g) {
-    std::iota(idx.begin(), idx.end(), index_t{0});
-    auto better = [&](index_t a, index_t b) {
-      const float x = scores(g, a), y = scores(g, b);
-      const bool xn = std::isnan(x), yn = std::isnan(y);
-      if (xn != yn) return yn;
-      if (!xn && x != y) return x > y;
-      return a > b; // tie: the newer token first
-    };
-    std::nth_element(idx.begin(), idx.begin() + (n - 1), idx.end(), better);
-    std::sort(idx.begin(), idx.begin() + n);
-    for (index_t j = 0; j < n; ++j) kept(g, j) = static_cast<std::int32_t>(idx[static_cast<std::size_t>(j)]);
+    for (index_t i = 0; i < s; ++i) row[static_cast<std::size_t>(i)] = scores(g, i);
+    select_kept_row(row, n, idx, out);
+    for (index_t j = 0; j < n; ++j) kept(g, j) = out[static_cast<std::size_t>(j)];
   }
 }
 

@@ -487,17 +487,38 @@ MEMBOUND_ALWAYS_INLINE void dense16_block(const float* pads, index_t plane_float
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + (ox0 + j) * cout + v * 16, acc[v][j]);
 }
 
-template <int NV>
-void dense16_row(const float* pads, index_t plane_floats, index_t cin, const index_t* off, index_t taps,
-                 const float* wpk, index_t wblock, const float* bias16, index_t wo, float* out, index_t cout) noexcept {
-  constexpr int P = NV == 1 ? 16 : (NV == 2 ? 12 : (NV == 3 ? 8 : 6)); // NV*P accumulators <= 24
+template <int NV, int P>
+void dense16_row_p(const float* pads, index_t plane_floats, index_t cin, const index_t* off, index_t taps,
+                   const float* wpk, index_t wblock, const float* bias16, index_t wo, float* out, index_t cout) noexcept {
   // Blocks of P positions; the last one is moved back to end at wo (it overlaps, same values).
   for (index_t ox0 = 0; ox0 < wo; ox0 += P)
     dense16_block<NV, P>(pads, plane_floats, cin, off, taps, wpk, wblock, bias16, std::min<index_t>(ox0, wo - P), out, cout);
 }
 
+/// The register block is NV vectors of channels times P positions with NV*P <= 28, P chosen so the
+/// row splits into equal blocks (little overlap): blocks = ceil(wo / Pmax), P = ceil(wo / blocks).
+template <int NV, int Pmax, int P = Pmax>
+void dense16_dispatch(index_t p, const float* pads, index_t plane_floats, index_t cin, const index_t* off, index_t taps,
+                      const float* wpk, index_t wblock, const float* bias16, index_t wo, float* out, index_t cout) noexcept {
+  if constexpr (P > Pmax / 2 + 1) {
+    if (p < P) {
+      dense16_dispatch<NV, Pmax, P - 1>(p, pads, plane_floats, cin, off, taps, wpk, wblock, bias16, wo, out, cout);
+      return;
+    }
+  }
+  dense16_row_p<NV, P>(pads, plane_floats, cin, off, taps, wpk, wblock, bias16, wo, out, cout);
+}
+
+template <int NV>
+void dense16_row(const float* pads, index_t plane_floats, index_t cin, const index_t* off, index_t taps,
+                 const float* wpk, index_t wblock, const float* bias16, index_t wo, float* out, index_t cout) noexcept {
+  constexpr int Pmax = NV == 1 ? 16 : (NV == 2 ? 14 : (NV == 3 ? 8 : 6));
+  const index_t blocks = (wo + Pmax - 1) / Pmax, p = (wo + blocks - 1) / blocks;
+  dense16_dispatch<NV, Pmax>(p, pads, plane_floats, cin, off, taps, wpk, wblock, bias16, wo, out, cout);
+}
+
 /// Positions per register block of dense16_row for NV vectors of output channels.
-constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 : (nv == 2 ? 12 : (nv == 3 ? 8 : 6)); }
+constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 : (nv == 2 ? 14 : (nv == 3 ? 8 : 6)); }
 
 } // namespace detail
 #endif
@@ -710,13 +731,28 @@ void conv2d_direct(const float* x, index_t cin, const float* w, const float* bia
         return;
       }
 #endif
-    for (index_t ci = 0; ci < cin; ++ci) detail::fill_padded(x + ci * g.h * g.w, g, p, pads + ci * p.floats());
+    // Stride 2: a window of the k padded rows each output row reads (C_in, 2, k, cols), refilled
+    // per output row (each input row is copied k/2 times; the working set stays in L1). Stride 1:
+    // the whole padded planes, once.
+    const bool window = s == 2;
+    detail::padded_plane pw = p;
+    if (window) pw.rows = k;
+    else
+      for (index_t ci = 0; ci < cin; ++ci) detail::fill_padded(x + ci * g.h * g.w, g, p, pads + ci * p.floats());
     const bool direct = wo >= L; // else compute full vectors into rowbuf and copy wo < L values
     const index_t plane_out = ho * wo, wstride = cin * kk;
     index_t off[49];
-    detail::tap_offsets(p, k, s, off);
+    detail::tap_offsets(pw, k, s, off);
     for (index_t oy = 0; oy < ho; ++oy) {
-      const float* row = pads + oy * s * p.cols;
+      if (window)
+        for (index_t ci = 0; ci < cin; ++ci)
+          for (index_t ky = 0; ky < k; ++ky) {
+            const index_t iy = oy * s + ky - g.pad;
+            const float* src = iy >= 0 && iy < g.h ? x + (ci * g.h + iy) * g.w : nullptr;
+            for (index_t ph = 0; ph < s; ++ph)
+              detail::fill_phase_row(src, g, ph, pw.cols, pads + ci * pw.floats() + ph * k * pw.cols + ky * pw.cols);
+          }
+      const float* row = window ? pads : pads + oy * s * p.cols;
       for (index_t co = 0; co < cout; co += 4) {
         const index_t cb = std::min<index_t>(4, cout - co);
         float* out = direct ? y + co * plane_out + oy * wo : rowbuf;
@@ -724,10 +760,10 @@ void conv2d_direct(const float* x, index_t cin, const float* w, const float* bia
         const float* wco = w + co * wstride;
         const float* bco = bias != nullptr ? bias + co : nullptr;
         switch (cb) {
-        case 4: detail::dense_row<A, 4>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
-        case 3: detail::dense_row<A, 3>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
-        case 2: detail::dense_row<A, 2>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
-        default: detail::dense_row<A, 1>(row, p, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        case 4: detail::dense_row<A, 4>(row, pw, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        case 3: detail::dense_row<A, 3>(row, pw, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        case 2: detail::dense_row<A, 2>(row, pw, cin, off, kk, wco, wstride, bco, out, ostride); break;
+        default: detail::dense_row<A, 1>(row, pw, cin, off, kk, wco, wstride, bco, out, ostride); break;
         }
         if (!direct)
           for (index_t c = 0; c < cb; ++c) std::copy_n(rowbuf + c * p.wx, wo, y + (co + c) * plane_out + oy * wo);

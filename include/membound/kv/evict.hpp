@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief Decode-time eviction over a `kv::cache`: `kv::evictor` applies a decode scorer to every
+/// KV head of a sequence after a step. A head holding at least budget + buffer tokens is cut to
+/// its `budget` best (buffer = 1: exact per-step eviction; a larger buffer amortises the cut, the
+/// head then oscillates between budget and budget + buffer - 1 tokens). Survivors keep their
+/// temporal order; ties keep the newer token. The evictor owns its scratch (sized by `reserve`,
+/// grown on first use), so steady-state steps do not allocate. Cost per evicting head: scoring
+/// plus O(S log S) selection plus the in-place compaction of the cache.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "membound/kv/cache.hpp"
+#include "membound/kv/select.hpp"
+#include "membound/kv/trim_kv.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace kv {
+
+/// A policy that scores a head's cached tokens at decode step t from the cache alone.
+template <class P, class T>
+concept decode_scorer = requires(const P& p, const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) {
+  { P::name } -> std::convertible_to<std::string_view>;
+  p.score_decode(c, b, g, t, out);
+};
+static_assert(decode_scorer<trim_kv, float>);
+
+struct evictor {
+  std::vector<float> scores;
+  std::vector<index_t> idx;
+  std::vector<std::int32_t> kept;
+
+  /// Sizes the scratch for heads of up to n tokens.
+  void reserve(index_t n) {
+    if (static_cast<index_t>(scores.size()) >= n) return;
+    scores.resize(static_cast<std::size_t>(n));
+    idx.resize(static_cast<std::size_t>(n));
+    kept.resize(static_cast<std::size_t>(n));
+  }
+
+  /// After step t of sequence b: every KV head holding >= budget + buffer tokens keeps its
+  /// `budget` best under policy p (or, for trim_kv in threshold mode, every head keeps exactly the
+  /// tokens that pass). Returns the number of tokens evicted.
+  /// @throws budget_error for budget < 1 or buffer < 1.
+  template <class P, class T>
+    requires decode_scorer<P, T>
+  index_t step(cache<T>& c, index_t b, const P& p, std::int32_t t, index_t budget, index_t buffer = 1) {
+    MEMBOUND_EXPECTS(budget >= 1 && buffer >= 1, budget_error, "evictor::step: budget ", budget, ", buffer ", buffer,
+                     "; expected >= 1 each");
+    index_t evicted = 0;
+    for (index_t g = 0; g < c.kv_heads(); ++g) {
+      const index_t n = c.size(b, g);
+      bool threshold = false;
+      if constexpr (std::is_same_v<P, trim_kv>) threshold = p.alpha > 0.0;
+      if (!threshold && n < budget + buffer) continue;
+      reserve(n);
+      const std::span<float> sc(scores.data(), static_cast<std::size_t>(n));
+      p.score_decode(c, b, g, t, sc);
+      index_t m = 0;
+      if (threshold) {
+        if constexpr (std::is_same_v<P, trim_kv>)
+          for (index_t i = 0; i < n; ++i)
+            if (p.passes(sc[static_cast<std::size_t>(i)])) kept[static_cast<std::size_t>(m++)] = static_cast<std::int32_t>(i);
+        if (m == n) continue;
+      } else {
+        m = budget;
+        select_kept_row(sc, m, idx, kept);
+      }
+      c.keep(b, g, std::span<const std::int32_t>(kept.data(), static_cast<std::size_t>(m)));
+      evicted += n - m;
+    }
+    return evicted;
+  }
+};
+
+} // namespace kv
+} // namespace v0_1
+} // namespace membound

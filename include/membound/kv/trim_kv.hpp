@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief `kv::trim_kv`: TRIM-KV's retention-based eviction ("Cache What Lasts", Bui et al. 2025).
+/// Each token carries, per KV head, log beta in (-inf, 0] from a retention gate at the moment it
+/// is written (kept in the cache's state slot `slot`); at step t its score is
+///   score_i = (t - pos_i + age_offset) * log beta_i,  i.e. log(beta_i^age),
+/// and when a head holds budget + buffer tokens its `budget` best survive (see kv::evictor).
+/// Age convention (it changes the kept set, because log beta <= 0 makes a constant shift favour
+/// old high-beta tokens over young low-beta ones):
+///  - `age_offset = 0` (default): the paper's beta^(t - i), the newest token (pos = t) has age 0
+///    and is never evicted by its own step (score 0 is the maximum);
+///  - `trim_kv::reference_code()`, age_offset = 2: the official TrimKVCache.compress, whose
+///    exponent is n_seen + 1 - pos with n_seen = t + 1 tokens seen, so the newest token has age 2.
+/// No sinks are hard-coded (they emerge from training). Optional threshold mode (`alpha` > 0):
+/// keep exactly the tokens with beta^age >= alpha (the budget is then an outcome, bounded only by
+/// the cache's pool). Scoring is O(S) per head, no K/V reads.
+
+#include <cmath>
+#include <span>
+
+#include "membound/kv/cache.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace kv {
+
+struct trim_kv {
+  static constexpr std::string_view name = "trim_kv";
+  index_t age_offset = 0; ///< 0: the paper's t - i; 2: the reference code's
+  double alpha = 0.0;     ///< > 0: threshold mode, keep beta^age >= alpha
+  index_t slot = 0;       ///< the cache state slot holding log beta
+
+  /// The reference implementation's age convention (newest token age 2).
+  static constexpr trim_kv reference_code() noexcept { return {2, 0.0, 0}; }
+
+  /// out[i] = (t - pos_i + age_offset) * log beta_i for the tokens of head (b, g) at step t.
+  /// @throws shape_error if out is shorter than the head; lookup_error for a bad slot.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
+    const index_t n = c.size(b, g);
+    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "trim_kv::score_decode: ", out.size(),
+                     " scores for ", n, " tokens");
+    MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "trim_kv: state slot ", slot, " of ",
+                     c.state_slots());
+    for (index_t i = 0; i < n; ++i) {
+      const double age = static_cast<double>(t) - c.position(b, g, i) + static_cast<double>(age_offset);
+      out[static_cast<std::size_t>(i)] = static_cast<float>(age * c.state(b, g, i)[static_cast<std::size_t>(slot)]);
+    }
+  }
+  /// In threshold mode, whether a score survives: score >= log(alpha).
+  bool passes(float score) const noexcept { return alpha > 0.0 && static_cast<double>(score) >= std::log(alpha); }
+};
+
+} // namespace kv
+} // namespace v0_1
+} // namespace membound
