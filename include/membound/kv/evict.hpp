@@ -28,6 +28,7 @@ concept decode_scorer = requires(const P& p, const cache<T>& c, index_t b, index
   p.score_decode(c, b, g, t, out);
 };
 static_assert(decode_scorer<trim_kv, float>);
+static_assert(decode_scorer<trim_kv, bf16>);
 
 struct evictor {
   std::vector<float> scores;
@@ -56,6 +57,8 @@ struct evictor {
       const index_t n = c.size(b, g);
       bool threshold = false;
       if constexpr (std::is_same_v<P, trim_kv>) threshold = p.alpha > 0.0;
+      if constexpr (requires { P::evicts; })
+        if (!P::evicts) continue; // kv::full
       if (!threshold && n < budget + buffer) continue;
       reserve(n);
       const std::span<float> sc(scores.data(), static_cast<std::size_t>(n));

@@ -8,6 +8,11 @@
 #include <algorithm>
 #include <vector>
 
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "membound/kv/cache.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -39,6 +44,33 @@ struct keydiff {
         const double den = std::max(norm[static_cast<std::size_t>(i)] * an, 1e-8); // as torch cosine_similarity
         scores(g, i) = static_cast<float>(-dot / den);
       }
+    }
+  }
+  /// Decode mode: the same score over the tokens of head (b, g) held by a cache (the anchor is
+  /// the mean direction of the cached keys). Allocates O(D) scratch.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t /*t*/, std::span<float> out) const {
+    const index_t n = c.size(b, g), d = c.head_dim();
+    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "keydiff::score_decode: ", out.size(),
+                     " scores for ", n, " tokens");
+    std::vector<double> anchor(static_cast<std::size_t>(d), 0.0);
+    for (index_t i = 0; i < n; ++i) {
+      const auto k = c.key(b, g, i);
+      double n2 = 0.0;
+      for (const T& e : k) n2 += static_cast<double>(static_cast<float>(e)) * static_cast<float>(e);
+      const double inv = n2 > 0.0 ? 1.0 / std::sqrt(n2) : 0.0;
+      for (index_t e = 0; e < d; ++e) anchor[static_cast<std::size_t>(e)] += static_cast<float>(k[static_cast<std::size_t>(e)]) * inv / static_cast<double>(n);
+      out[static_cast<std::size_t>(i)] = static_cast<float>(std::sqrt(n2)); // the norm, for below
+    }
+    double an = 0.0;
+    for (double a : anchor) an += a * a;
+    an = std::sqrt(an);
+    for (index_t i = 0; i < n; ++i) {
+      const auto k = c.key(b, g, i);
+      double dot = 0.0;
+      for (index_t e = 0; e < d; ++e) dot += static_cast<float>(k[static_cast<std::size_t>(e)]) * anchor[static_cast<std::size_t>(e)];
+      const double den = std::max(static_cast<double>(out[static_cast<std::size_t>(i)]) * an, 1e-8);
+      out[static_cast<std::size_t>(i)] = static_cast<float>(-dot / den);
     }
   }
 };

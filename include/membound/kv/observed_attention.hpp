@@ -9,6 +9,11 @@
 
 #include <vector>
 
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "membound/kv/cache.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -47,6 +52,23 @@ static_assert(prefill_scorer<observed_attention>);
 
 struct h2o {
   static constexpr std::string_view name = "h2o";
+  index_t recent = 0; ///< decode mode: the newest `recent` positions are always kept
+  index_t slot = 0;   ///< decode mode: the state slot holding the accumulated attention
+
+  /// Decode mode (H2O's heavy hitters + recent window): the accumulated attention sum_q A[q,i]
+  /// that the caller adds into state slot `slot` after every kv::attend_decode; tokens within the
+  /// last `recent` positions (pos > t - recent) score +inf. With budget = heavy + recent this is
+  /// H2OKVCache's rule.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
+    const index_t n = c.size(b, g);
+    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "h2o::score_decode: ", out.size(),
+                     " scores for ", n, " tokens");
+    MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "h2o: state slot ", slot, " of ", c.state_slots());
+    for (index_t i = 0; i < n; ++i)
+      out[static_cast<std::size_t>(i)] = c.position(b, g, i) > t - recent ? std::numeric_limits<float>::infinity()
+                                                                         : c.state(b, g, i)[static_cast<std::size_t>(slot)];
+  }
   /// scores (G,S) = mean over the group of sum_q A[q,i]. @throws shape_error.
   void score(const prefill_inputs& in, index_t /*n_kept*/, view<float> scores) const {
     detail::accumulated_attention(in, scores, false, "h2o::score");

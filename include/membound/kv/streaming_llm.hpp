@@ -6,6 +6,11 @@
 /// the rest 1, so the first `n_sink` and the last n_kept - n_sink survive. Positions are not
 /// re-indexed (kvpress's default). O(G S).
 
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "membound/kv/cache.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -25,6 +30,18 @@ struct streaming_llm {
     const index_t pruned = std::max<index_t>(0, s - n_kept);
     for (index_t g = 0; g < in.kv_heads(); ++g)
       for (index_t i = 0; i < s; ++i) scores(g, i) = (i >= n_sink && i < n_sink + pruned) ? 0.0f : 1.0f;
+  }
+  /// Decode mode: the first `n_sink` positions score +inf, every other token its position, so a
+  /// cut to a budget keeps the sinks and the most recent tokens.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t /*t*/, std::span<float> out) const {
+    const index_t n = c.size(b, g);
+    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "streaming_llm::score_decode: ", out.size(),
+                     " scores for ", n, " tokens");
+    for (index_t i = 0; i < n; ++i) {
+      const std::int32_t p = c.position(b, g, i);
+      out[static_cast<std::size_t>(i)] = p < n_sink ? std::numeric_limits<float>::infinity() : static_cast<float>(p);
+    }
   }
 };
 static_assert(prefill_scorer<streaming_llm>);

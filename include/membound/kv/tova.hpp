@@ -8,6 +8,11 @@
 
 #include <vector>
 
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "membound/kv/cache.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -30,6 +35,20 @@ struct tova {
     for (index_t g = 0; g < in.kv_heads(); ++g)
       for (index_t i = 0; i < s; ++i) scores(g, i) = static_cast<float>(acc[static_cast<std::size_t>(i)]);
     detail::protect(scores, [s](index_t, index_t i) { return i == s - 1; });
+  }
+  /// Decode mode: the attention the current query paid to each cached token, which the caller
+  /// stores in state slot `slot` after each kv::attend_decode (its per-token mass output); the
+  /// newest token (position t) is protected. TOVA evicts one token per step (buffer 1).
+  index_t slot = 0;
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
+    const index_t n = c.size(b, g);
+    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "tova::score_decode: ", out.size(),
+                     " scores for ", n, " tokens");
+    MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "tova: state slot ", slot, " of ", c.state_slots());
+    for (index_t i = 0; i < n; ++i)
+      out[static_cast<std::size_t>(i)] = c.position(b, g, i) == t ? std::numeric_limits<float>::infinity()
+                                                                  : c.state(b, g, i)[static_cast<std::size_t>(slot)];
   }
 };
 static_assert(prefill_scorer<tova>);
