@@ -9,7 +9,7 @@
 ///
 /// Algorithms: pointwise = one GEMM per image (W (C_out,C_in) x X (C_in,H*W)); dense k x k =
 /// either the direct kernel `cpu::conv2d_direct` (register-blocked, no im2col; chosen when
-/// C_in k^2 <= 288, the stem layers) or im2col into a workspace (C_in*k*k, Ho*Wo) and one GEMM per
+/// C_in k^2 <= 144, the first stem layers) or im2col into a workspace (C_in*k*k, Ho*Wo) and one GEMM per
 /// image (wider inputs), selectable with `conv2d_config::algorithm`; depthwise =
 /// `cpu::depthwise_conv2d_planes`. The bias is added inside the kernels (im2col: after the GEMM) and the
 /// activation runs on each output plane while it is in cache. Costs: 2 B C_out C_in k^2 Ho Wo
@@ -32,7 +32,7 @@ namespace nn {
 
 /// How a dense k x k (k > 1 or strided) convolution is computed.
 enum class conv2d_algorithm {
-  automatic, ///< direct when C_in k^2 <= 288 (the stems), else im2col + GEMM (bench_nn compares them)
+  automatic, ///< direct when C_in k^2 <= 144 (the first stems), else im2col + GEMM (bench_nn compares them)
   direct,    ///< cpu::conv2d_direct
   im2col     ///< im2col workspace + the GEMM entry
 };
@@ -132,7 +132,7 @@ struct conv2d {
 
   /// Whether a dense k x k convolution runs the direct kernel (else im2col + GEMM).
   bool uses_direct() const noexcept {
-    if (cfg.algorithm == conv2d_algorithm::automatic) return cfg.in_channels * cfg.kernel * cfg.kernel <= 288;
+    if (cfg.algorithm == conv2d_algorithm::automatic) return cfg.in_channels * cfg.kernel * cfg.kernel <= 144;
     return cfg.algorithm == conv2d_algorithm::direct;
   }
 

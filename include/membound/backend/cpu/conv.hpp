@@ -424,7 +424,7 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   const index_t lines = next != nullptr ? (16 * plane_in * 4 + 63) / 64 : 0, per_row = (lines + ho - 1) / ho;
   for (index_t oy = 0; oy < ho; ++oy) {
     for (index_t l = oy * per_row; l < std::min(lines, (oy + 1) * per_row); ++l)
-      prefetch(reinterpret_cast<const char*>(next) + l * 64);
+      __builtin_prefetch(reinterpret_cast<const char*>(next) + l * 64, 0, 2); // into L2: a group is 16 planes
     const float* inr = in + oy * cols * 16;
     float* orow = rowb + oy * wo * 16; // the group's output, interleaved (ho*wo, 16)
     index_t ox = 0;
