@@ -111,7 +111,7 @@ struct ratio_row {
   const char* kernel;
   const char* base;
   const char* counter;
-  double target; // 0: no target, reported only
+  double target; // 0: no target, reported only; > 0: met when ratio >= target; < 0: met when ratio <= -target
 };
 
 /// Console output as usual, plus two values of each counter by benchmark name: the median of the
@@ -163,8 +163,10 @@ void print_ratios(const recording_reporter& rep, const ratio_row (&table)[N]) {
     std::printf("%-22s %-18s %-9s %10.4g %10.4g %7.3f %7.3f %7s %s\n", r.kernel, r.base,
                 (gb ? std::string("GiB/s") : counter == "FLOP/s" ? std::string("GFLOP/s") : "G " + counter).c_str(),
                 kb * scale, bb * scale, ratio, ratio_med,
-                r.target > 0 ? std::to_string(r.target).substr(0, 4).c_str() : "-",
-                r.target > 0 ? (ratio >= r.target ? "yes" : "NO") : "");
+                r.target > 0   ? std::to_string(r.target).substr(0, 4).c_str()
+                : r.target < 0 ? ("<=" + std::to_string(-r.target).substr(0, 4)).c_str()
+                               : "-",
+                r.target > 0 ? (ratio >= r.target ? "yes" : "NO") : r.target < 0 ? (ratio <= -r.target ? "yes" : "NO") : "");
   }
 }
 

@@ -131,12 +131,8 @@ outcome run(const stream& s, const Policy& policy, std::string_view name) {
     }
     const auto q = make_view<const float>(&s.queries[static_cast<std::size_t>(t * H * D)], {H, D}); // (H,D)
     kv::attend_decode(c, 0, q, out.view(), 0.0f, mass.view(), scratch);
-    for (index_t g = 0; g < G; ++g)
-      for (index_t i = 0; i < c.size(0, g); ++i) {
-        auto st = c.state(0, g, i);
-        st[slot_acc] += mass(g, i);
-        st[slot_last] = mass(g, i);
-      }
+    kv::record_attention(c, 0, mass.cview(), slot_acc, true);   // H2O: running sum
+    kv::record_attention(c, 0, mass.cview(), slot_last, false); // TOVA: the latest step
     r.evicted += ev.step(c, 0, policy, static_cast<std::int32_t>(t), budget, buffer);
   }
   // the probe: every query head asks along its KV head's needle direction

@@ -30,6 +30,33 @@ concept decode_scorer = requires(const P& p, const cache<T>& c, index_t b, index
 static_assert(decode_scorer<trim_kv, float>);
 static_assert(decode_scorer<trim_kv, bf16>);
 
+/// Stores one decode step's attention mass (kv::attend_decode's `mass` output, (G,S_max)) into
+/// state slot `slot` of every token of sequence b: added to it (`accumulate`, H2O's running sum)
+/// or written over it (TOVA's latest attention). Walks the pages, O(G S).
+/// @throws shape_error when mass is not (G, >= the longest head); lookup_error for a bad slot.
+template <class T>
+void record_attention(cache<T>& c, index_t b, view<const float> mass /*(G,S_max)*/, index_t slot, bool accumulate) {
+  MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "record_attention: state slot ", slot, " of ",
+                   c.state_slots());
+  MEMBOUND_EXPECTS(mass.rank() == 2 && mass.extent(0) == c.kv_heads(), shape_error, "record_attention: mass must be (G,S) with G = ",
+                   c.kv_heads());
+  const index_t slots = c.state_slots();
+  for (index_t g = 0; g < c.kv_heads(); ++g) {
+    MEMBOUND_EXPECTS(mass.extent(1) >= c.size(b, g), shape_error, "record_attention: mass has ", mass.extent(1),
+                     " columns, head ", g, " holds ", c.size(b, g), " tokens");
+    const float* row = &mass(g, 0);
+    const index_t stride = mass.stride(1);
+    for (const auto& pg : c.pages(b, g)) {
+      float* st = pg.state + slot;
+      const float* m = row + pg.first * stride;
+      if (accumulate)
+        for (index_t j = 0; j < pg.tokens; ++j) st[j * slots] += m[j * stride];
+      else
+        for (index_t j = 0; j < pg.tokens; ++j) st[j * slots] = m[j * stride];
+    }
+  }
+}
+
 struct evictor {
   std::vector<float> scores;
   std::vector<index_t> idx;

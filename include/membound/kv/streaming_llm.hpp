@@ -38,10 +38,12 @@ struct streaming_llm {
     const index_t n = c.size(b, g);
     MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "streaming_llm::score_decode: ", out.size(),
                      " scores for ", n, " tokens");
-    for (index_t i = 0; i < n; ++i) {
-      const std::int32_t p = c.position(b, g, i);
-      out[static_cast<std::size_t>(i)] = p < n_sink ? std::numeric_limits<float>::infinity() : static_cast<float>(p);
-    }
+    for (const auto& pg : c.pages(b, g)) // page by page: contiguous positions
+      for (index_t j = 0; j < pg.tokens; ++j) {
+        const std::int32_t p = pg.positions[j];
+        out[static_cast<std::size_t>(pg.first + j)] =
+            p < n_sink ? std::numeric_limits<float>::infinity() : static_cast<float>(p);
+      }
   }
 };
 static_assert(prefill_scorer<streaming_llm>);

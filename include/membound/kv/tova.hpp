@@ -46,9 +46,11 @@ struct tova {
     MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "tova::score_decode: ", out.size(),
                      " scores for ", n, " tokens");
     MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "tova: state slot ", slot, " of ", c.state_slots());
-    for (index_t i = 0; i < n; ++i)
-      out[static_cast<std::size_t>(i)] = c.position(b, g, i) == t ? std::numeric_limits<float>::infinity()
-                                                                  : c.state(b, g, i)[static_cast<std::size_t>(slot)];
+    const index_t slots = c.state_slots();
+    for (const auto& pg : c.pages(b, g)) // page by page: contiguous positions and state
+      for (index_t j = 0; j < pg.tokens; ++j)
+        out[static_cast<std::size_t>(pg.first + j)] =
+            pg.positions[j] == t ? std::numeric_limits<float>::infinity() : pg.state[j * slots + slot];
   }
 };
 static_assert(prefill_scorer<tova>);

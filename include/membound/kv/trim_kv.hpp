@@ -43,10 +43,12 @@ struct trim_kv {
                      " scores for ", n, " tokens");
     MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "trim_kv: state slot ", slot, " of ",
                      c.state_slots());
-    for (index_t i = 0; i < n; ++i) {
-      const double age = static_cast<double>(t) - c.position(b, g, i) + static_cast<double>(age_offset);
-      out[static_cast<std::size_t>(i)] = static_cast<float>(age * c.state(b, g, i)[static_cast<std::size_t>(slot)]);
-    }
+    const index_t slots = c.state_slots();
+    const double t0 = static_cast<double>(t) + static_cast<double>(age_offset);
+    for (const auto& pg : c.pages(b, g)) // page by page: contiguous positions and state
+      for (index_t j = 0; j < pg.tokens; ++j)
+        out[static_cast<std::size_t>(pg.first + j)] =
+            static_cast<float>((t0 - pg.positions[j]) * static_cast<double>(pg.state[j * slots + slot]));
   }
   /// In threshold mode, whether a score survives: score >= log(alpha).
   bool passes(float score) const noexcept { return alpha > 0.0 && static_cast<double>(score) >= std::log(alpha); }

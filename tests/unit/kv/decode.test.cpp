@@ -133,3 +133,28 @@ TEST_CASE("decode on bf16 storage: trim_kv and knorm") {
   CHECK(ev.step(c, 0, kv::knorm{}, 8, 2) == 4);
   for (index_t g = 0; g < 2; ++g) CHECK(c.size(0, g) == 2);
 }
+
+TEST_CASE("record_attention adds (H2O) or stores (TOVA) a step's mass in a state slot") {
+  auto c = make_cache(2, 2, 3); // 8-token pages: 11 tokens span two pages
+  for (index_t g = 0; g < 2; ++g)
+    for (index_t i = 0; i < 11 - g; ++i) {
+      const float k[2] = {0, 0};
+      c.append(0, g, k, k, static_cast<std::int32_t>(i));
+    }
+  array<float> mass({2, 12}); // (G,S_max)
+  for (index_t g = 0; g < 2; ++g)
+    for (index_t i = 0; i < 12; ++i) mass(g, i) = static_cast<float>(g * 100 + i);
+  kv::record_attention(c, 0, mass.cview(), 1, true);
+  kv::record_attention(c, 0, mass.cview(), 1, true);
+  kv::record_attention(c, 0, mass.cview(), 2, false);
+  kv::record_attention(c, 0, mass.cview(), 2, false);
+  for (index_t g = 0; g < 2; ++g)
+    for (index_t i = 0; i < c.size(0, g); ++i) {
+      CHECK(c.state(0, g, i)[0] == 0.0f);
+      CHECK(c.state(0, g, i)[1] == 2.0f * mass(g, i));
+      CHECK(c.state(0, g, i)[2] == mass(g, i));
+    }
+  array<float> narrow({2, 5}); // (G,S) too short for the heads
+  CHECK_THROWS_AS(kv::record_attention(c, 0, narrow.cview(), 1, true), shape_error);
+  CHECK_THROWS_AS(kv::record_attention(c, 0, mass.cview(), 3, true), lookup_error);
+}
