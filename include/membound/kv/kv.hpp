@@ -6,6 +6,8 @@
 ///    in-place compaction that returns pages to the pool (cache.hpp);
 ///  - kv::attend_decode: decode attention over the cache, f32 or bf16 K/V, GQA, with the per-token
 ///    attention mass H2O and TOVA need (attend.hpp);
+///  - kv::attend_prefill: tiled causal (flash-style) prefill attention over dense K/V, and
+///    kv::attention_column_sums for H2O / SnapKV scores without the T x S matrix (attend_prefill.hpp);
 ///  - policies, each one header and one aggregate with a `name`, scoring in prefill mode
 ///    (`score`, one-shot compression, checked against kvpress 0.5.5) and decode mode
 ///    (`score_decode`, used by kv::evictor): full, random, streaming_llm, knorm, keydiff, tova,
@@ -15,6 +17,7 @@
 ///    AdaKV head allocation; kv::select_kept and kv::evictor (budget + buffer).
 
 #include "membound/kv/attend.hpp"
+#include "membound/kv/attend_prefill.hpp"
 #include "membound/kv/budget.hpp"
 #include "membound/kv/cache.hpp"
 #include "membound/kv/evict.hpp"
