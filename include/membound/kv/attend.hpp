@@ -60,6 +60,7 @@
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
 #include "membound/kv/cache.hpp"
+#include "membound/kv/detail/pv.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -144,15 +145,7 @@ void attend_group_scalar(const page_range<const T>& pages, index_t s, const floa
         for (index_t e = 0; e < d; ++e) z += qr[e] * static_cast<float>(k[e]);
         z *= scale;
         if (logits) logits[r * s + pg.first + t] = z;
-        if (z > mr) {
-          const float alpha = std::exp(mr - z); // 0 for the first token (mr = -inf)
-          for (index_t e = 0; e < d; ++e) orow[e] *= alpha;
-          lr *= alpha;
-          mr = z;
-        }
-        const float p = std::exp(z - mr);
-        lr += p;
-        for (index_t e = 0; e < d; ++e) orow[e] += p * static_cast<float>(v[e]);
+        online_softmax_step(orow, v, d, z, mr, lr);
       }
     if (s > 0)
       for (index_t e = 0; e < d; ++e) orow[e] /= lr;
@@ -283,47 +276,6 @@ MEMBOUND_ALWAYS_INLINE float attend_softmax_step(float* x, index_t n, float& m, 
   return alpha;
 }
 
-/// acc_r(e .. e + C L) = alpha_r acc_r + sum_t p[r][t] v_t(e ..): C full batches of NR heads in
-/// registers, each V row segment loaded once for the NR heads.
-template <class A, class T, int NR, int C>
-MEMBOUND_ALWAYS_INLINE void attend_values(const T* v, index_t n, std::size_t d, std::size_t e,
-                                          const float (*p)[attend_max_block], const float* alpha,
-                                          float* const* o) noexcept {
-  using V = cpu::detail::fbatch<A>;
-  constexpr std::size_t L = cpu::detail::lanes<A>;
-  V acc[NR][C];
-  for (int r = 0; r < NR; ++r) {
-    const V a(alpha[r]);
-    for (int c = 0; c < C; ++c) acc[r][c] = cpu::detail::loadu<A>(o[r] + e + c * L) * a;
-  }
-  for (index_t t = 0; t < n; ++t) {
-    const T* row = v + static_cast<std::size_t>(t) * d + e;
-    V x[C];
-    for (int c = 0; c < C; ++c) x[c] = cpu::detail::load_w<A>(row + c * L);
-    for (int r = 0; r < NR; ++r) {
-      const V pr(p[r][t]);
-      for (int c = 0; c < C; ++c) acc[r][c] = cpu::detail::fma<A>(pr, x[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < NR; ++r)
-    for (int c = 0; c < C; ++c) cpu::detail::storeu<A>(o[r] + e + c * L, acc[r][c]);
-}
-
-/// The last, partial batch (rest < lanes elements) of attend_values.
-template <class A, class T, int NR>
-MEMBOUND_ALWAYS_INLINE void attend_values_tail(const T* v, index_t n, std::size_t d, std::size_t e, std::size_t rest,
-                                               const float (*p)[attend_max_block], const float* alpha,
-                                               float* const* o) noexcept {
-  using V = cpu::detail::fbatch<A>;
-  V acc[NR];
-  for (int r = 0; r < NR; ++r) acc[r] = cpu::detail::load_partial<A>(o[r] + e, rest, 0.0f) * V(alpha[r]);
-  for (index_t t = 0; t < n; ++t) {
-    const V x = cpu::detail::load_w_partial<A>(v + static_cast<std::size_t>(t) * d + e, rest);
-    for (int r = 0; r < NR; ++r) acc[r] = cpu::detail::fma<A>(V(p[r][t]), x, acc[r]);
-  }
-  for (int r = 0; r < NR; ++r) cpu::detail::store_partial<A>(o[r] + e, rest, acc[r]);
-}
-
 /// Batches per V chunk for NR heads: the largest power of two C <= 8 with NR x C accumulators + C
 /// row batches + 4 within the register file (32 registers on AVX-512, 16 below).
 template <class A, int NR>
@@ -349,12 +301,12 @@ void attend_tile_block(const T* k, const T* v, index_t n, std::size_t d, const f
     alpha[r] = attend_softmax_step<A>(s[r], n, m[r], l[r]);
   }
   std::size_t e = 0;
-  for (; e + C * L <= d; e += C * L) attend_values<A, T, NR, C>(v, n, d, e, s, alpha, o);
+  for (; e + C * L <= d; e += C * L) pv_block<A, T, NR, C>(v, d, n, e, s, alpha, o);
   // the rest of the full batches in halving chunks (D = 80 on AVX-512: 4 + 1)
-  if constexpr (C > 4) if (e + 4 * L <= d) { attend_values<A, T, NR, 4>(v, n, d, e, s, alpha, o); e += 4 * L; }
-  if constexpr (C > 2) if (e + 2 * L <= d) { attend_values<A, T, NR, 2>(v, n, d, e, s, alpha, o); e += 2 * L; }
-  if constexpr (C > 1) if (e + L <= d) { attend_values<A, T, NR, 1>(v, n, d, e, s, alpha, o); e += L; }
-  if (e < d) attend_values_tail<A, T, NR>(v, n, d, e, d - e, s, alpha, o);
+  if constexpr (C > 4) if (e + 4 * L <= d) { pv_block<A, T, NR, 4>(v, d, n, e, s, alpha, o); e += 4 * L; }
+  if constexpr (C > 2) if (e + 2 * L <= d) { pv_block<A, T, NR, 2>(v, d, n, e, s, alpha, o); e += 2 * L; }
+  if constexpr (C > 1) if (e + L <= d) { pv_block<A, T, NR, 1>(v, d, n, e, s, alpha, o); e += L; }
+  if (e < d) pv_tail<A, T, NR>(v, d, n, e, d - e, s, alpha, o);
 }
 
 /// One KV head, SIMD: one walk over its pages for all `heads` query heads of the group.

@@ -66,6 +66,7 @@
 #include "membound/backend/tags.hpp"
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
+#include "membound/kv/detail/pv.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -169,17 +170,7 @@ inline void attend_prefill_scalar(const view<const float>& q, const view<const f
       float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
       const index_t last = s - t + r;
       for (index_t j = 0; j <= last; ++j) {
-        const float z = prefill_logit_scalar(qr, k, g, j, d, scale);
-        if (z > m) {
-          const float alpha = std::exp(m - z); // 0 for the first key (m = -inf)
-          for (index_t e = 0; e < d; ++e) orow[e] *= alpha;
-          l *= alpha;
-          m = z;
-        }
-        const float p = std::exp(z - m);
-        l += p;
-        const float* vr = row3(v, g, j);
-        for (index_t e = 0; e < d; ++e) orow[e] += p * vr[e];
+        online_softmax_step(orow, row3(v, g, j), d, prefill_logit_scalar(qr, k, g, j, d, scale), m, l);
       }
       for (index_t e = 0; e < d; ++e) orow[e] /= l;
     }
@@ -289,47 +280,6 @@ MEMBOUND_ALWAYS_INLINE float prefill_softmax_step(float* x, index_t n, index_t v
   return alpha;
 }
 
-/// o_r(e .. e + C L) = alpha_r o_r + sum_{i < n} p[r][i] v_i(e ..): NR x C batches in registers.
-template <class A, int NR, int C>
-MEMBOUND_ALWAYS_INLINE void prefill_values(const float* v, index_t ldv, index_t n, index_t e,
-                                           const float (*p)[prefill_key_tile], const float* alpha,
-                                           float* const* o) noexcept {
-  using V = cpu::detail::fbatch<A>;
-  constexpr auto L = static_cast<index_t>(cpu::detail::lanes<A>);
-  V acc[NR][C];
-  for (int r = 0; r < NR; ++r) {
-    const V a(alpha[r]);
-    for (int c = 0; c < C; ++c) acc[r][c] = cpu::detail::loadu<A>(o[r] + e + c * L) * a;
-  }
-  for (index_t i = 0; i < n; ++i) {
-    const float* row = v + i * ldv + e;
-    V x[C];
-    for (int c = 0; c < C; ++c) x[c] = cpu::detail::loadu<A>(row + c * L);
-    for (int r = 0; r < NR; ++r) {
-      const V pr(p[r][i]);
-      for (int c = 0; c < C; ++c) acc[r][c] = cpu::detail::fma<A>(pr, x[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < NR; ++r)
-    for (int c = 0; c < C; ++c) cpu::detail::storeu<A>(o[r] + e + c * L, acc[r][c]);
-}
-
-/// The last, partial batch (rest < lanes elements) of prefill_values.
-template <class A, int NR>
-MEMBOUND_ALWAYS_INLINE void prefill_values_tail(const float* v, index_t ldv, index_t n, index_t e, index_t rest,
-                                                const float (*p)[prefill_key_tile], const float* alpha,
-                                                float* const* o) noexcept {
-  using V = cpu::detail::fbatch<A>;
-  const auto ru = static_cast<std::size_t>(rest);
-  V acc[NR];
-  for (int r = 0; r < NR; ++r) acc[r] = cpu::detail::load_partial<A>(o[r] + e, ru, 0.0f) * V(alpha[r]);
-  for (index_t i = 0; i < n; ++i) {
-    const V x = cpu::detail::load_partial<A>(v + i * ldv + e, ru, 0.0f);
-    for (int r = 0; r < NR; ++r) acc[r] = cpu::detail::fma<A>(V(p[r][i]), x, acc[r]);
-  }
-  for (int r = 0; r < NR; ++r) cpu::detail::store_partial<A>(o[r] + e, ru, acc[r]);
-}
-
 /// One register block of NR query rows against one key tile of n <= prefill_key_tile keys (row r
 /// sees the first vis[r] of them, vis[r] in [0, n]): logits, masked online softmax, P V into o.
 template <class A, int NR>
@@ -349,9 +299,9 @@ void prefill_block(const float* const* q, const float* kt, index_t ldk, const fl
     }
   }
   index_t e = 0;
-  for (; e + 2 * L <= d; e += 2 * L) prefill_values<A, NR, 2>(v, ldv, n, e, s, alpha, o);
-  if (e + L <= d) { prefill_values<A, NR, 1>(v, ldv, n, e, s, alpha, o); e += L; }
-  if (e < d) prefill_values_tail<A, NR>(v, ldv, n, e, d - e, s, alpha, o);
+  for (; e + 2 * L <= d; e += 2 * L) pv_block<A, float, NR, 2>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o);
+  if (e + L <= d) { pv_block<A, float, NR, 1>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o); e += L; }
+  if (e < d) pv_tail<A, float, NR>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), static_cast<std::size_t>(d - e), s, alpha, o);
 }
 
 /// One register block of NR rows against one key tile for the column sums. Pass 1 (cs == nullptr):

@@ -14,6 +14,7 @@
 #include <span>
 
 #include "membound/kv/cache.hpp"
+#include "membound/kv/detail/state_scores.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -61,15 +62,7 @@ struct h2o {
   /// H2OKVCache's rule.
   template <class T>
   void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
-    const index_t n = c.size(b, g);
-    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "h2o::score_decode: ", out.size(),
-                     " scores for ", n, " tokens");
-    MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "h2o: state slot ", slot, " of ", c.state_slots());
-    const index_t slots = c.state_slots();
-    for (const auto& pg : c.pages(b, g)) // page by page: contiguous positions and state
-      for (index_t j = 0; j < pg.tokens; ++j)
-        out[static_cast<std::size_t>(pg.first + j)] =
-            pg.positions[j] > t - recent ? std::numeric_limits<float>::infinity() : pg.state[j * slots + slot];
+    detail::state_scores(c, b, g, slot, out, [&](std::int32_t pos) { return pos > t - recent; }, "h2o::score_decode");
   }
   /// scores (G,S) = mean over the group of sum_q A[q,i]. @throws shape_error.
   void score(const prefill_inputs& in, index_t /*n_kept*/, view<float> scores) const {

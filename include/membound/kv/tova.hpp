@@ -13,6 +13,7 @@
 #include <span>
 
 #include "membound/kv/cache.hpp"
+#include "membound/kv/detail/state_scores.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -42,15 +43,7 @@ struct tova {
   index_t slot = 0;
   template <class T>
   void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
-    const index_t n = c.size(b, g);
-    MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "tova::score_decode: ", out.size(),
-                     " scores for ", n, " tokens");
-    MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, "tova: state slot ", slot, " of ", c.state_slots());
-    const index_t slots = c.state_slots();
-    for (const auto& pg : c.pages(b, g)) // page by page: contiguous positions and state
-      for (index_t j = 0; j < pg.tokens; ++j)
-        out[static_cast<std::size_t>(pg.first + j)] =
-            pg.positions[j] == t ? std::numeric_limits<float>::infinity() : pg.state[j * slots + slot];
+    detail::state_scores(c, b, g, slot, out, [t](std::int32_t pos) { return pos == t; }, "tova::score_decode");
   }
 };
 static_assert(prefill_scorer<tova>);

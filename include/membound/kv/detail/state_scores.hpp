@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief Decode scores read from a cache state slot, with protected tokens at +inf (shared by
+/// h2o and tova). Not part of the public API.
+
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "membound/kv/cache.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace kv {
+namespace detail {
+
+/// out[i] = +inf where protect(position_i) holds, else state slot `slot` of token i of head
+/// (b, g); page by page. @throws shape_error if out is short; lookup_error for a bad slot.
+template <class T, class Protect>
+void state_scores(const cache<T>& c, index_t b, index_t g, index_t slot, std::span<float> out, Protect protect,
+                  const char* who) {
+  const index_t n = c.size(b, g);
+  MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, who, ": ", out.size(), " scores for ", n,
+                   " tokens");
+  MEMBOUND_EXPECTS(slot >= 0 && slot < c.state_slots(), lookup_error, who, ": state slot ", slot, " of ",
+                   c.state_slots());
+  const index_t slots = c.state_slots();
+  for (const auto& pg : c.pages(b, g)) // contiguous positions and state within a page
+    for (index_t j = 0; j < pg.tokens; ++j)
+      out[static_cast<std::size_t>(pg.first + j)] =
+          protect(pg.positions[j]) ? std::numeric_limits<float>::infinity() : pg.state[j * slots + slot];
+}
+
+} // namespace detail
+} // namespace kv
+} // namespace v0_1
+} // namespace membound
