@@ -185,7 +185,9 @@ int main(int argc, char** argv) {
     all.push_back(run(s, kv::knorm{}, "knorm"));
     all.push_back(run(s, kv::keydiff{}, "keydiff"));
     all.push_back(run(s, kv::random{1}, "random"));
-    all.push_back(run(s, kv::trim_kv{}, "trim_kv"));
+    kv::trim_kv trim;
+    trim.slot = slot_beta; // log beta, written when each token arrives
+    all.push_back(run(s, trim, "trim_kv"));
     all.push_back(run(s, value_norm{}, "value_norm (new)"));
 
     // the needle marker line
