@@ -113,7 +113,8 @@ outcome run(const stream& s, const Policy& policy, std::string_view name) {
   cfg.kv_heads = G;
   cfg.head_dim = D;
   cfg.page_tokens = 16;
-  const bool grows = std::is_same_v<Policy, kv::full>;
+  bool grows = false; // a policy that never evicts (kv::full) needs a pool for the whole stream
+  if constexpr (requires { Policy::evicts; }) grows = !Policy::evicts;
   cfg.pages = G * kv::pages_for(grows ? s.n : budget + buffer, cfg.page_tokens);
   cfg.state_slots = 3;
   kv::cache<bf16> c(cfg); // bf16 K/V storage: half the bytes of f32

@@ -82,17 +82,19 @@ struct evictor {
     index_t evicted = 0;
     for (index_t g = 0; g < c.kv_heads(); ++g) {
       const index_t n = c.size(b, g);
-      bool threshold = false;
-      if constexpr (std::is_same_v<P, trim_kv>) threshold = p.alpha > 0.0;
+      // Optional policy hooks: `evicts` (false: never cut, kv::full) and `threshold_mode()` with
+      // `passes(score)` (keep exactly the passing tokens, kv::trim_kv with alpha > 0).
       if constexpr (requires { P::evicts; })
-        if (!P::evicts) continue; // kv::full
+        if (!P::evicts) continue;
+      bool threshold = false;
+      if constexpr (requires { p.threshold_mode(); }) threshold = p.threshold_mode();
       if (!threshold && n < budget + buffer) continue;
       reserve(n);
       const std::span<float> sc(scores.data(), static_cast<std::size_t>(n));
       p.score_decode(c, b, g, t, sc);
       index_t m = 0;
       if (threshold) {
-        if constexpr (std::is_same_v<P, trim_kv>)
+        if constexpr (requires { p.passes(0.0f); })
           for (index_t i = 0; i < n; ++i)
             if (p.passes(sc[static_cast<std::size_t>(i)])) kept[static_cast<std::size_t>(m++)] = static_cast<std::int32_t>(i);
         if (m == n) continue;

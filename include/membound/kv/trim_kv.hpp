@@ -50,6 +50,8 @@ struct trim_kv {
         out[static_cast<std::size_t>(pg.first + j)] =
             static_cast<float>((t0 - pg.positions[j]) * static_cast<double>(pg.state[j * slots + slot]));
   }
+  /// Threshold mode (alpha > 0): kv::evictor keeps exactly the tokens that `passes`, with no budget.
+  bool threshold_mode() const noexcept { return alpha > 0.0; }
   /// In threshold mode, whether a score survives: score >= log(alpha).
   bool passes(float score) const noexcept { return alpha > 0.0 && static_cast<double>(score) >= std::log(alpha); }
 };
