@@ -17,11 +17,15 @@
 //   over the 64 steps). Reported beside that step's attention (attend_decode with the mass output
 //   over budget + 32 tokens, the mean size) as time(policy step) / time(attention): targets at
 //   budget 1024 <= 0.05 for full, streaming_llm, h2o, tova, knorm, random, trim_kv and <= 0.25 for
-//   keydiff (it re-reads K). The append is included, so the figures are upper bounds.
+//   keydiff (it re-reads K), snapkv and expected_attention (they also read a 64-query window,
+//   pushed into a kv::query_window every step: snapkv's window attention, expected_attention's
+//   query statistics). The append is included, so the figures are upper bounds.
 // - prefill attention (kv::attend_prefill), T = S = 2048, D = 128, H = G = 1 and H = 4 over G = 1:
 //   compute bound, so FLOP/s (causal FLOPs only, 4 D T (T+1)/2 per head) against the FMA probe,
 //   target >= 0.40; kv::attention_column_sums on the same shape, reported as its time relative to
-//   the attention pass (the prefills/s ratio attention / column sums).
+//   the attention pass (the prefills/s ratio attention / column sums). The same attention with bf16
+//   K and V (prefill_bf16_*): the same FLOP/s target, and its prefills/s beside f32's (compute
+//   bound, so about 1: bf16 saves memory, not time).
 // Run: bench_kv --benchmark_min_time=0.2 --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
@@ -29,6 +33,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "membound/kv/kv.hpp"
@@ -108,7 +113,7 @@ void attend(bm::State& st, index_t heads, index_t s) {
 }
 
 // ---- eviction cost per decode step -----------------------------------------------------------
-constexpr index_t ev_g = 8, ev_h = 32, ev_buffer = 64;
+constexpr index_t ev_g = 8, ev_h = 32, ev_buffer = 64, ev_window = 64;
 
 /// A cache of 8 KV heads at `budget` tokens each (room for budget + buffer), state slots
 /// (log beta, accumulated attention, last attention) filled with plausible values.
@@ -149,9 +154,20 @@ void step_attention(bm::State& st, index_t budget) {
 }
 
 /// One decode step's eviction work under policy p (see the file comment).
+/// With `qw` (snapkv, expected_attention), each step also pushes its H queries into the window,
+/// which holds the queries of the last ev_window steps before the first step.
 template <class Policy>
-void eviction_step(bm::State& st, const Policy& p, index_t budget, int mass_slot /*0: none*/) {
+void eviction_step(bm::State& st, const Policy& p, index_t budget, int mass_slot /*0: none*/,
+                   kv::query_window* qw = nullptr) {
   auto c = eviction_cache(budget, budget);
+  array<float> qs({ev_h, head_dim}); // (H,D) the step's queries
+  if (qw != nullptr) {
+    std::mt19937 qg(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& x : qs.span()) x = u(qg);
+    qw->clear(0);
+    for (index_t i = budget - ev_window; i < budget; ++i) qw->push(0, qs.cview(), static_cast<std::int32_t>(i));
+  }
   kv::evictor ev;
   ev.reserve(budget + ev_buffer);
   std::mt19937 gen(5);
@@ -170,6 +186,7 @@ void eviction_step(bm::State& st, const Policy& p, index_t budget, int mass_slot
       const float s0[3] = {-0.01f, 0.0f, 0.0f};
       c.append(0, g, k, v, t, s0);
     }
+    if (qw != nullptr) qw->push(0, qs.cview(), t);
     if (mass_slot != 0) // H2O accumulates into slot 1, TOVA keeps the latest in slot 2
       kv::record_attention(c, 0, mass.cview(), mass_slot, mass_slot == 1);
     ev.step(c, 0, p, t, budget, ev_buffer);
@@ -183,6 +200,8 @@ void eviction_step(bm::State& st, const Policy& p, index_t budget, int mass_slot
 /// kv::attend_prefill (or kv::attention_column_sums over all rows) on T = S = `t`, D = 128, H query
 /// heads over G KV heads; FLOP/s counts only the causal work, 4 D T (T+1) / 2 per query head (QK^T
 /// and PV; the column sums do the QK^T twice instead, the same count), prefills/s one per call.
+/// T is the K/V element type (float or bf16; K and V are drawn in f32 and rounded).
+template <class T = float>
 void prefill(bm::State& st, index_t heads, index_t groups, index_t t, bool colsum) {
   array<float> q({heads, t, head_dim}), k({groups, t, head_dim}), v({groups, t, head_dim}); // (H,T,D) (G,S,D) (G,S,D)
   array<float> out({heads, t, head_dim}), cs({groups, t});                                   // (H,T,D) (G,S)
@@ -191,11 +210,18 @@ void prefill(bm::State& st, index_t heads, index_t groups, index_t t, bool colsu
   for (float& x : q.span()) x = u(gen);
   for (float& x : k.span()) x = u(gen);
   for (float& x : v.span()) x = u(gen);
+  array<T> kt({groups, t, head_dim}), vt({groups, t, head_dim}); // (G,S,D) (G,S,D) in the element type T
+  auto to_t = [](float x) {
+    if constexpr (std::is_same_v<T, bf16>) return bf16::from_float(x);
+    else return x;
+  };
+  std::transform(k.span().begin(), k.span().end(), kt.span().begin(), to_t);
+  std::transform(v.span().begin(), v.span().end(), vt.span().begin(), to_t);
   std::vector<float> scratch(colsum ? kv::attention_column_sums_scratch_floats(heads, groups, t, t, head_dim)
                                     : kv::attend_prefill_scratch_floats(heads, groups, t, head_dim));
   for (auto _ : st) {
-    if (colsum) kv::attention_column_sums(q.cview(), k.cview(), 0, cs.view(), 0.0f, scratch);
-    else kv::attend_prefill(q.cview(), k.cview(), v.cview(), out.view(), 0.0f, scratch);
+    if (colsum) kv::attention_column_sums(q.cview(), kt.cview(), 0, cs.view(), 0.0f, scratch);
+    else kv::attend_prefill(q.cview(), kt.cview(), vt.cview(), out.view(), 0.0f, scratch);
     bm::ClobberMemory();
   }
   const double td = static_cast<double>(t);
@@ -221,6 +247,8 @@ int main(int argc, char** argv) {
   reg("probe_fma", [](bm::State& st) { bench::probe_fma(st); })->Iterations(5000);
   reg("prefill_f32_H1_T2048", [](bm::State& st) { prefill(st, 1, 1, 2048, false); })->Unit(bm::kMillisecond);
   reg("prefill_f32_H4G1_T2048", [](bm::State& st) { prefill(st, 4, 1, 2048, false); })->Unit(bm::kMillisecond);
+  reg("prefill_bf16_H1_T2048", [](bm::State& st) { prefill<bf16>(st, 1, 1, 2048, false); })->Unit(bm::kMillisecond);
+  reg("prefill_bf16_H4G1_T2048", [](bm::State& st) { prefill<bf16>(st, 4, 1, 2048, false); })->Unit(bm::kMillisecond);
   reg("prefill_colsum_H1_T2048", [](bm::State& st) { prefill(st, 1, 1, 2048, true); })->Unit(bm::kMillisecond);
   kv::h2o h2o;
   h2o.recent = 64;
@@ -238,6 +266,16 @@ int main(int argc, char** argv) {
     reg("evict_keydiff" + b, [budget](bm::State& st) { eviction_step(st, kv::keydiff{}, budget, 0); });
     reg("evict_random" + b, [budget](bm::State& st) { eviction_step(st, kv::random{1}, budget, 0); });
     reg("evict_trim_kv" + b, [budget](bm::State& st) { eviction_step(st, kv::trim_kv{}, budget, 0); });
+    reg("evict_snapkv" + b, [budget](bm::State& st) {
+      kv::query_window qw(1, ev_h, head_dim, ev_window);
+      eviction_step(st, kv::snapkv{ev_window, 5, kv::pooling::avg, &qw}, budget, 0, &qw);
+    });
+    reg("evict_expected_attention" + b, [budget](bm::State& st) {
+      kv::query_window qw(1, ev_h, head_dim, ev_window);
+      kv::expected_attention ea;
+      ea.queries = &qw;
+      eviction_step(st, ea, budget, 0, &qw);
+    });
   }
 
   bm::Initialize(&argc, argv);
@@ -267,6 +305,10 @@ int main(int argc, char** argv) {
       // prefill (causal FLOPs only) against the FMA peak; column sums' time / attention's time
       {"prefill_f32_H1_T2048", "probe_fma", "FLOP/s", 0.40},
       {"prefill_f32_H4G1_T2048", "probe_fma", "FLOP/s", 0.40},
+      {"prefill_bf16_H1_T2048", "probe_fma", "FLOP/s", 0.40},
+      {"prefill_bf16_H4G1_T2048", "probe_fma", "FLOP/s", 0.40},
+      {"prefill_bf16_H1_T2048", "prefill_f32_H1_T2048", "prefills/s", 0},
+      {"prefill_bf16_H4G1_T2048", "prefill_f32_H4G1_T2048", "prefills/s", 0},
       {"prefill_colsum_H1_T2048", "probe_fma", "FLOP/s", 0},
       {"prefill_f32_H1_T2048", "prefill_colsum_H1_T2048", "prefills/s", 0},
       // eviction cost / attention time per step (the rate ratio attention / eviction)
@@ -278,6 +320,8 @@ int main(int argc, char** argv) {
       {"step_attention_B256", "evict_keydiff_B256", "steps/s", 0},
       {"step_attention_B256", "evict_random_B256", "steps/s", 0},
       {"step_attention_B256", "evict_trim_kv_B256", "steps/s", 0},
+      {"step_attention_B256", "evict_snapkv_B256", "steps/s", 0},
+      {"step_attention_B256", "evict_expected_attention_B256", "steps/s", 0},
       {"step_attention_B1024", "evict_full_B1024", "steps/s", -0.05},
       {"step_attention_B1024", "evict_streaming_llm_B1024", "steps/s", -0.05},
       {"step_attention_B1024", "evict_h2o_B1024", "steps/s", -0.05},
@@ -286,6 +330,8 @@ int main(int argc, char** argv) {
       {"step_attention_B1024", "evict_keydiff_B1024", "steps/s", -0.25},
       {"step_attention_B1024", "evict_random_B1024", "steps/s", -0.05},
       {"step_attention_B1024", "evict_trim_kv_B1024", "steps/s", -0.05},
+      {"step_attention_B1024", "evict_snapkv_B1024", "steps/s", -0.25},
+      {"step_attention_B1024", "evict_expected_attention_B1024", "steps/s", -0.25},
       {"step_attention_B4096", "evict_full_B4096", "steps/s", 0},
       {"step_attention_B4096", "evict_streaming_llm_B4096", "steps/s", 0},
       {"step_attention_B4096", "evict_h2o_B4096", "steps/s", 0},
@@ -294,6 +340,8 @@ int main(int argc, char** argv) {
       {"step_attention_B4096", "evict_keydiff_B4096", "steps/s", 0},
       {"step_attention_B4096", "evict_random_B4096", "steps/s", 0},
       {"step_attention_B4096", "evict_trim_kv_B4096", "steps/s", 0},
+      {"step_attention_B4096", "evict_snapkv_B4096", "steps/s", 0},
+      {"step_attention_B4096", "evict_expected_attention_B4096", "steps/s", 0},
   };
   bench::print_ratios(rep, table);
   bm::Shutdown();

@@ -22,7 +22,8 @@
 //
 // The retention scores of trim_kv here are synthetic (needles decay slowly, everything else
 // faster), standing in for a trained kv::retention_gate; the point is the mechanics, not a claim
-// about any model. Writes 10_kept.csv (policy, head, kept position).
+// about any model. The stream has no RoPE, so expected_attention's averaged rotation of the
+// query statistics (it takes the window's queries as pre-RoPE) is a small mismatch here. Writes 10_kept.csv (policy, head, kept position).
 //
 // Run: build/release/examples/10_kv_eviction [tokens]      (default 768 tokens, well under a second)
 #include <algorithm>
@@ -107,8 +108,13 @@ struct outcome {
 };
 
 /// Runs the stream through one policy: append, attend (mass into the state slots), evict.
+/// Policies that read recent queries (snapkv, expected_attention: they have a `queries` member)
+/// get a kv::query_window of the last `window` steps' queries, pushed every step.
 template <class Policy>
-outcome run(const stream& s, const Policy& policy, std::string_view name) {
+outcome run(const stream& s, Policy policy, std::string_view name) {
+  constexpr index_t window = 16;
+  kv::query_window recent(1, H, D, window);
+  if constexpr (requires { policy.queries; }) policy.queries = &recent;
   kv::cache_config cfg;
   cfg.kv_heads = G;
   cfg.head_dim = D;
@@ -132,6 +138,7 @@ outcome run(const stream& s, const Policy& policy, std::string_view name) {
     }
     const auto q = make_view<const float>(&s.queries[static_cast<std::size_t>(t * H * D)], {H, D}); // (H,D)
     kv::attend_decode(c, 0, q, out.view(), 0.0f, mass.view(), scratch);
+    if constexpr (requires { policy.queries; }) recent.push(0, q, static_cast<std::int32_t>(t));
     kv::record_attention(c, 0, mass.cview(), slot_acc, true);   // H2O: running sum
     kv::record_attention(c, 0, mass.cview(), slot_last, false); // TOVA: the latest step
     r.evicted += ev.step(c, 0, policy, static_cast<std::int32_t>(t), budget, buffer);
@@ -189,6 +196,13 @@ int main(int argc, char** argv) {
     kv::trim_kv trim;
     trim.slot = slot_beta; // log beta, written when each token arrives
     all.push_back(run(s, trim, "trim_kv"));
+    kv::snapkv snap; // observation window: the last 16 queries (kv::query_window inside run)
+    snap.window = 16;
+    all.push_back(run(s, snap, "snapkv"));
+    kv::expected_attention ea; // query statistics from the same window of 16
+    ea.n_sink = 4;
+    ea.n_future = 64;
+    all.push_back(run(s, ea, "expected_attn"));
     all.push_back(run(s, value_norm{}, "value_norm (new)"));
 
     // the needle marker line

@@ -3,7 +3,8 @@
 /// @file
 /// @brief `kv::attend_prefill`: flash-style tiled causal attention for prefill over dense K/V, and
 /// `kv::attention_column_sums`: the column sums of the normalised causal attention that H2O and
-/// SnapKV score tokens by, both without ever materialising the T x S attention matrix.
+/// SnapKV score tokens by, both without ever materialising the T x S attention matrix. K and V are
+/// f32 or bf16 (both the same type); queries, outputs and all arithmetic are f32.
 ///
 /// Shapes (DESIGN.md letters, as `kv::prefill_inputs`): queries (H,T,D), keys and values (G,S,D),
 /// H a multiple of G, T <= S; query head h reads KV head h / (H/G) (transformers' repeat_kv
@@ -35,9 +36,9 @@
 ///   T = S = 2048, D = 128 (bench_kv, AVX-512, noisy shared VM): key tiles of 64 / 128 / 256 gave
 ///   about 0.45-0.54 / 0.56-0.63 / 0.61-0.73 of the FMA probe (the per-row softmax bookkeeping and
 ///   the rescale of the output rows are paid once per key tile); query tiles of 32 / 64 / 128 made
-///   little difference. Tiles entirely above the
-///   diagonal are skipped; in a diagonal tile each row block stops at the last key any of its rows
-///   sees and each row masks the keys after its own position.
+///   little difference. Tiles entirely above the diagonal are skipped; in a diagonal tile each row
+///   block stops at the last key any of its rows sees and each row masks the keys after its own
+///   position.
 /// - Online softmax per row: running max m and sum l (in scratch), logits exponentiated against
 ///   the new max with the fast exp of `backend/cpu/simd.hpp` (<= 1 ulp), and the output row (the
 ///   accumulator, `out` itself) rescaled by exp(m_old - m_new) as it is read for P V: an MR-row x
@@ -45,11 +46,19 @@
 ///   Rows are divided by l at the end. Everything accumulates in float.
 /// - Column sums take two passes over K: the first keeps only (m, l) per row (in scratch); the
 ///   second recomputes each logit tile and adds exp(z - m) / ((H/G) l) down its columns.
+/// - bf16 K and V (`membound::bf16`): the transpose into Kt widens K to f32 (exact), and the P V
+///   micro-kernel (detail/pv.hpp, shared with decode) widens each V row segment in registers (a
+///   16-bit shift: exact). Everything after the widening is the f32 code, so a bf16 call gives
+///   bit for bit (NaN payloads aside) what the f32 call gives on the widened K and V (tests check
+///   it). The bytes read from the caller's K and V halve; the Kt scratch stays f32. Prefill being
+///   compute bound, this buys memory footprint (a bf16 KV cache or bf16 activations), not much
+///   time.
 ///
 /// Backends: `backend::scalar` is the scalar twin (per query head and row, a plain online softmax
-/// over the visible keys with std::exp and left-to-right float dots; column sums recompute each
-/// row's logits in a second pass); the SIMD form reorders sums and uses the fast exp, so they agree
-/// to rounding (tests/unit/kv/attend_prefill.test.cpp bounds it), not bit for bit.
+/// over the visible keys with std::exp and left-to-right float dots, each bf16 element widened to
+/// float exactly as it is read; column sums recompute each row's logits in a second pass); the SIMD
+/// form reorders sums and uses the fast exp, so they agree to rounding
+/// (tests/unit/kv/attend_prefill.test.cpp bounds it), not bit for bit.
 ///
 /// Special values: T = 0 writes nothing (colsum is set to 0). Every row sees key 0, so no row is
 /// empty. IEEE propagation otherwise: a logit of -inf gives its key weight 0; a NaN logit gives a
@@ -64,6 +73,7 @@
 
 #include "membound/backend/cpu/simd.hpp"
 #include "membound/backend/tags.hpp"
+#include "membound/core/dtype.hpp"
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
 #include "membound/kv/detail/pv.hpp"
@@ -100,9 +110,14 @@ inline std::size_t attention_column_sums_scratch_floats(index_t heads, index_t k
 
 namespace detail {
 
+/// The K/V element types prefill attention reads: f32 and bf16.
+template <class T>
+concept prefill_element = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
+
 /// Checks q, k (and v, out when given) and scale; returns nothing. @throws shape_error, config_error.
-inline void prefill_check(const char* who, const view<const float>& q, const view<const float>& k,
-                          const view<const float>* v, const view<float>* out, float scale) {
+template <class T>
+void prefill_check(const char* who, const view<const float>& q, const view<const T>& k, const view<const T>* v,
+                   const view<float>* out, float scale) {
   MEMBOUND_EXPECTS(q.rank() == 3 && k.rank() == 3, shape_error, who,
                    ": q must be (H,T,D) and k (G,S,D), rank 3; got ranks ", q.rank(), " and ", k.rank());
   const index_t h = q.extent(0), t = q.extent(1), d = q.extent(2), g = k.extent(0), s = k.extent(1);
@@ -147,19 +162,22 @@ MEMBOUND_ALWAYS_INLINE T* row3(const view<T>& x, index_t a, index_t b) noexcept 
 
 // ---- scalar twin ------------------------------------------------------------------------------
 
-/// Logit of q row qr against key j of KV head g: left-to-right float dot, then scale.
-inline float prefill_logit_scalar(const float* qr, const view<const float>& k, index_t g, index_t j, index_t d,
-                                  float scale) noexcept {
-  const float* kr = row3(k, g, j);
+/// Logit of q row qr against key j of KV head g: left-to-right float dot (bf16 keys widened
+/// exactly), then scale.
+template <class T>
+float prefill_logit_scalar(const float* qr, const view<const T>& k, index_t g, index_t j, index_t d,
+                           float scale) noexcept {
+  const T* kr = row3(k, g, j);
   const index_t ks = k.stride(2);
   float z = 0.0f;
-  for (index_t e = 0; e < d; ++e) z += qr[e] * kr[e * ks];
+  for (index_t e = 0; e < d; ++e) z += qr[e] * static_cast<float>(kr[e * ks]);
   return z * scale;
 }
 
 /// The scalar twin of attend_prefill: per query head and row, a per-key online softmax.
-inline void attend_prefill_scalar(const view<const float>& q, const view<const float>& k, const view<const float>& v,
-                                  const view<float>& out, float scale) noexcept {
+template <class T>
+void attend_prefill_scalar(const view<const float>& q, const view<const T>& k, const view<const T>& v,
+                           const view<float>& out, float scale) noexcept {
   const index_t h = q.extent(0), t = q.extent(1), d = q.extent(2), s = k.extent(1), grp = h / k.extent(0);
   for (index_t hh = 0; hh < h; ++hh) {
     const index_t g = hh / grp;
@@ -179,8 +197,9 @@ inline void attend_prefill_scalar(const view<const float>& q, const view<const f
 
 /// The scalar twin of attention_column_sums: per query head and row, an online pass for (m, l)
 /// and a second pass adding exp(z - m) / ((H/G) l) to the row's visible columns.
-inline void column_sums_scalar(const view<const float>& q, const view<const float>& k, index_t t0,
-                               const view<float>& colsum, float scale) noexcept {
+template <class T>
+void column_sums_scalar(const view<const float>& q, const view<const T>& k, index_t t0, const view<float>& colsum,
+                        float scale) noexcept {
   const index_t h = q.extent(0), t = q.extent(1), d = q.extent(2), s = k.extent(1), grp = h / k.extent(0);
   const float inv_grp = 1.0f / static_cast<float>(grp);
   for (index_t hh = 0; hh < h; ++hh) {
@@ -207,14 +226,16 @@ inline void column_sums_scalar(const view<const float>& q, const view<const floa
 template <class A>
 inline constexpr int prefill_mr = cpu::detail::lanes<A> >= 16 ? 8 : 4;
 
-/// kt (D, ldk) = K(g)^T with columns [S, ldk) set to 0; 16-column blocks keep the writes local.
-inline void prefill_transpose(const view<const float>& k, index_t g, float* kt, index_t ldk) noexcept {
+/// kt (D, ldk) = K(g)^T (bf16 widened to f32, exact) with columns [S, ldk) set to 0; 16-column
+/// blocks keep the writes local.
+template <class T>
+void prefill_transpose(const view<const T>& k, index_t g, float* kt, index_t ldk) noexcept {
   const index_t s = k.extent(1), d = k.extent(2), ks = k.stride(2);
   for (index_t j0 = 0; j0 < s; j0 += 16) {
     const index_t j1 = std::min(s, j0 + 16);
     for (index_t e = 0; e < d; ++e) {
       float* dst = kt + e * ldk;
-      for (index_t j = j0; j < j1; ++j) dst[j] = row3(k, g, j)[e * ks];
+      for (index_t j = j0; j < j1; ++j) dst[j] = static_cast<float>(row3(k, g, j)[e * ks]);
     }
   }
   for (index_t e = 0; e < d; ++e) std::fill(kt + e * ldk + s, kt + e * ldk + ldk, 0.0f);
@@ -281,9 +302,10 @@ MEMBOUND_ALWAYS_INLINE float prefill_softmax_step(float* x, index_t n, index_t v
 }
 
 /// One register block of NR query rows against one key tile of n <= prefill_key_tile keys (row r
-/// sees the first vis[r] of them, vis[r] in [0, n]): logits, masked online softmax, P V into o.
-template <class A, int NR>
-void prefill_block(const float* const* q, const float* kt, index_t ldk, const float* v, index_t ldv, index_t n,
+/// sees the first vis[r] of them, vis[r] in [0, n]): logits, masked online softmax, P V into o
+/// (V rows of T = float or bf16, ldv elements apart, widened in registers).
+template <class A, class T, int NR>
+void prefill_block(const float* const* q, const float* kt, index_t ldk, const T* v, index_t ldv, index_t n,
                    const index_t* vis, index_t d, float scale, float* const* o, float* m, float* l) noexcept {
   constexpr auto L = static_cast<index_t>(cpu::detail::lanes<A>);
   alignas(64) float s[NR][prefill_key_tile];
@@ -299,9 +321,9 @@ void prefill_block(const float* const* q, const float* kt, index_t ldk, const fl
     }
   }
   index_t e = 0;
-  for (; e + 2 * L <= d; e += 2 * L) pv_block<A, float, NR, 2>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o);
-  if (e + L <= d) { pv_block<A, float, NR, 1>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o); e += L; }
-  if (e < d) pv_tail<A, float, NR>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), static_cast<std::size_t>(d - e), s, alpha, o);
+  for (; e + 2 * L <= d; e += 2 * L) pv_block<A, T, NR, 2>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o);
+  if (e + L <= d) { pv_block<A, T, NR, 1>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), s, alpha, o); e += L; }
+  if (e < d) pv_tail<A, T, NR>(v, static_cast<std::size_t>(ldv), n, static_cast<std::size_t>(e), static_cast<std::size_t>(d - e), s, alpha, o);
 }
 
 /// One register block of NR rows against one key tile for the column sums. Pass 1 (cs == nullptr):
@@ -387,8 +409,8 @@ void prefill_walk(index_t t, index_t s, index_t grp, index_t r_begin, Blk&& blk)
   }
 }
 
-template <class A>
-void attend_prefill_simd(const view<const float>& q, const view<const float>& k, const view<const float>& v,
+template <class A, class T>
+void attend_prefill_simd(const view<const float>& q, const view<const T>& k, const view<const T>& v,
                          const view<float>& out, float scale, std::span<float> scratch) noexcept {
   using V = cpu::detail::fbatch<A>;
   constexpr auto L = static_cast<index_t>(cpu::detail::lanes<A>);
@@ -401,7 +423,7 @@ void attend_prefill_simd(const view<const float>& q, const view<const float>& k,
   for (index_t g = 0; g < g_n; ++g) {
     if (t == 0) break;
     prefill_transpose(k, g, kt, ldk);
-    const float* vg = v.data() + g * v.stride(0);
+    const T* vg = v.data() + g * v.stride(0);
     const index_t ldv = v.stride(1);
     for (index_t i0 = 0; i0 < t; i0 += prefill_query_tile) {
       const index_t i1 = std::min(t, i0 + prefill_query_tile);
@@ -414,7 +436,7 @@ void attend_prefill_simd(const view<const float>& q, const view<const float>& k,
       constexpr int MR = prefill_mr<A>;
       for (index_t j0 = 0; j0 <= pos_hi; j0 += prefill_key_tile) {
         const index_t nj = std::min(prefill_key_tile, s - j0);
-        const float* vt = vg + j0 * ldv;
+        const T* vt = vg + j0 * ldv;
         for (index_t hh = 0; hh < grp; ++hh) {
           const index_t hq = g * grp + hh;
           for (index_t r0 = i0; r0 < i1; r0 += MR) {
@@ -433,7 +455,7 @@ void attend_prefill_simd(const view<const float>& q, const view<const float>& k,
             float* mr = m + hh * prefill_query_tile + (r0 - i0);
             float* lr = l + hh * prefill_query_tile + (r0 - i0);
             prefill_dispatch<A>(nr, [&]<int NR>() {
-              prefill_block<A, NR>(qs, kt + j0, ldk, vt, ldv, n, vis, d, scale, os, mr, lr);
+              prefill_block<A, T, NR>(qs, kt + j0, ldk, vt, ldv, n, vis, d, scale, os, mr, lr);
             });
           }
         }
@@ -453,8 +475,8 @@ void attend_prefill_simd(const view<const float>& q, const view<const float>& k,
   }
 }
 
-template <class A>
-void column_sums_simd(const view<const float>& q, const view<const float>& k, index_t t0, const view<float>& colsum,
+template <class A, class T>
+void column_sums_simd(const view<const float>& q, const view<const T>& k, index_t t0, const view<float>& colsum,
                       float scale, std::span<float> scratch) noexcept {
   const index_t h = q.extent(0), t = q.extent(1), d = q.extent(2), g_n = k.extent(0), s = k.extent(1), grp = h / g_n;
   const index_t ldk = (s + prefill_key_tile - 1) / prefill_key_tile * prefill_key_tile;
@@ -485,60 +507,27 @@ void column_sums_simd(const view<const float>& q, const view<const float>& k, in
   }
 }
 
-} // namespace detail
-
-/// Causal attention of a whole prefill (see the file comment for the formula, GQA mapping,
-/// algorithm and special values).
-///
-/// @tparam B backend tag: `backend::scalar` runs the scalar twin, a SIMD tag the tiled kernel.
-/// @param q      (H,T,D) queries (post-RoPE), contiguous rows, any other strides; H a multiple of G.
-/// @param k      (G,S,D) keys (post-RoPE), any strides; S >= T.
-/// @param v      (G,S,D) values, contiguous rows, any other strides.
-/// @param out    (H,T,D) output, contiguous rows; must not overlap q, k, v or scratch.
-/// @param scale  multiplies q.k before the softmax; 0 means 1/sqrt(D). Must be finite.
-/// @param scratch at least `attend_prefill_scratch_floats(H, G, S, D)` floats (both backends).
-/// @throws shape_error for shapes that do not fit (the message names both) or short scratch;
-/// config_error for a non-finite scale. Nothing is written when it throws.
-///
-/// Complexity: 4 D FLOP per visible (query, key) pair, 4 D H (T (T+1)/2 + T (S - T)) in all; K is
-/// transposed once per KV head (O(G S D)) and K and V are read once per query tile of 64 rows.
-/// No allocation; O(1) stack. Single thread.
-template <class B = backend::best_cpu>
-void attend_prefill(view<const float> q /*(H,T,D)*/, view<const float> k /*(G,S,D)*/,
-                    view<const float> v /*(G,S,D)*/, view<float> out /*(H,T,D)*/, float scale = 0.0f,
-                    std::span<float> scratch = {}) {
+/// attend_prefill for K/V elements T (float or bf16): validation, then the backend's kernel.
+template <class B, prefill_element T>
+void attend_prefill_run(const view<const float>& q, const view<const T>& k, const view<const T>& v,
+                        const view<float>& out, float scale, std::span<float> scratch) {
   cpu::detail::check_cpu_backend<B>();
   const char* who = "kv::attend_prefill";
-  detail::prefill_check(who, q, k, &v, &out, scale);
-  detail::prefill_check_scratch(who, scratch,
-                                attend_prefill_scratch_floats(q.extent(0), k.extent(0), k.extent(1), k.extent(2)),
-                                "kv::attend_prefill_scratch_floats");
+  prefill_check(who, q, k, &v, &out, scale);
+  prefill_check_scratch(who, scratch, attend_prefill_scratch_floats(q.extent(0), k.extent(0), k.extent(1), k.extent(2)),
+                        "kv::attend_prefill_scratch_floats");
   if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(q.extent(2)));
-  if constexpr (std::is_same_v<B, backend::scalar>) detail::attend_prefill_scalar(q, k, v, out, scale);
-  else detail::attend_prefill_simd<typename B::arch>(q, k, v, out, scale, scratch);
+  if constexpr (std::is_same_v<B, backend::scalar>) attend_prefill_scalar(q, k, v, out, scale);
+  else attend_prefill_simd<typename B::arch>(q, k, v, out, scale, scratch);
 }
 
-/// Column sums of the normalised causal attention of query rows [t0, T), averaged over the query
-/// heads of each KV head (see the file comment): H2O's accumulated attention (t0 = 0, T = S) and
-/// SnapKV's observation-window vote (t0 = T - window, before its pooling).
-///
-/// @param q, k   as `attend_prefill`.
-/// @param t0     first query row counted, 0 <= t0 <= T.
-/// @param colsum (G,S), contiguous rows; overwritten. Columns no counted row sees are 0.
-/// @param scale  as `attend_prefill`.
-/// @param scratch at least `attention_column_sums_scratch_floats(H, G, T, S, D)` floats.
-/// @throws shape_error (t0 out of range, colsum not (G,S), short scratch, or as attend_prefill);
-/// config_error for a non-finite scale. Nothing is written when it throws.
-///
-/// Complexity: two passes of 2 D FLOP per visible (query, key) pair of rows [t0, T) (logits) plus
-/// one exp per pair in each pass: about the cost of `attend_prefill` on the same rows. No
-/// allocation. Single thread.
-template <class B = backend::best_cpu>
-void attention_column_sums(view<const float> q /*(H,T,D)*/, view<const float> k /*(G,S,D)*/, index_t t0,
-                           view<float> colsum /*(G,S)*/, float scale = 0.0f, std::span<float> scratch = {}) {
+/// attention_column_sums for K elements T (float or bf16): validation, then the backend's kernel.
+template <class B, prefill_element T>
+void column_sums_run(const view<const float>& q, const view<const T>& k, index_t t0, const view<float>& colsum,
+                     float scale, std::span<float> scratch) {
   cpu::detail::check_cpu_backend<B>();
   const char* who = "kv::attention_column_sums";
-  detail::prefill_check(who, q, k, nullptr, nullptr, scale);
+  prefill_check<T>(who, q, k, nullptr, nullptr, scale);
   const index_t h = q.extent(0), t = q.extent(1), d = q.extent(2), g = k.extent(0), s = k.extent(1);
   MEMBOUND_EXPECTS(t0 >= 0 && t0 <= t, shape_error, who, ": t0 = ", t0, " out of range [0, T = ", t, "] for q (", h,
                    ",", t, ",", d, ")");
@@ -547,12 +536,82 @@ void attention_column_sums(view<const float> q /*(H,T,D)*/, view<const float> k 
                    colsum.rank(), " (", colsum.extent(0), ",", colsum.rank() == 2 ? colsum.extent(1) : -1, ")");
   MEMBOUND_EXPECTS(colsum.stride(1) == 1 || s <= 1, shape_error, who,
                    ": colsum needs contiguous rows (inner stride 1); got ", colsum.stride(1));
-  detail::prefill_check_scratch(who, scratch, attention_column_sums_scratch_floats(h, g, t, s, d),
-                                "kv::attention_column_sums_scratch_floats");
+  prefill_check_scratch(who, scratch, attention_column_sums_scratch_floats(h, g, t, s, d),
+                        "kv::attention_column_sums_scratch_floats");
   if (scale == 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (index_t j = 0; j < g; ++j) std::fill_n(colsum.data() + j * colsum.stride(0), s, 0.0f);
-  if constexpr (std::is_same_v<B, backend::scalar>) detail::column_sums_scalar(q, k, t0, colsum, scale);
-  else detail::column_sums_simd<typename B::arch>(q, k, t0, colsum, scale, scratch);
+  if constexpr (std::is_same_v<B, backend::scalar>) column_sums_scalar(q, k, t0, colsum, scale);
+  else column_sums_simd<typename B::arch>(q, k, t0, colsum, scale, scratch);
+}
+
+} // namespace detail
+
+/// Causal attention of a whole prefill (see the file comment for the formula, GQA mapping,
+/// algorithm and special values). Two overloads, one kernel: K and V both f32, or both bf16
+/// (`membound::bf16`, widened exactly to f32 as they are read); q, out and the arithmetic are f32.
+///
+/// @tparam B backend tag: `backend::scalar` runs the scalar twin, a SIMD tag the tiled kernel.
+/// @param q      (H,T,D) queries (post-RoPE), contiguous rows, any other strides; H a multiple of G.
+/// @param k      (G,S,D) keys (post-RoPE), f32 or bf16, any strides; S >= T.
+/// @param v      (G,S,D) values, the element type of k, contiguous rows, any other strides.
+/// @param out    (H,T,D) output, contiguous rows; must not overlap q, k, v or scratch.
+/// @param scale  multiplies q.k before the softmax; 0 means 1/sqrt(D). Must be finite.
+/// @param scratch at least `attend_prefill_scratch_floats(H, G, S, D)` floats (both backends, both
+///               element types: the transposed K is always f32).
+/// @throws shape_error for shapes that do not fit (the message names both) or short scratch;
+/// config_error for a non-finite scale. Nothing is written when it throws.
+///
+/// Complexity: 4 D FLOP per visible (query, key) pair, 4 D H (T (T+1)/2 + T (S - T)) in all; K is
+/// read once, transposed (and widened, for bf16) into the f32 scratch Kt per KV head (O(G S D)), then
+/// Kt and V are read once per query tile of 64 rows: K and V bytes read from the caller's arrays
+/// halve in bf16 (V: G S D elements per query tile, 4 bytes each in f32 and 2 in bf16), Kt reads do
+/// not. No allocation; O(1) stack. Single thread.
+template <class B = backend::best_cpu>
+void attend_prefill(view<const float> q /*(H,T,D)*/, view<const float> k /*(G,S,D)*/,
+                    view<const float> v /*(G,S,D)*/, view<float> out /*(H,T,D)*/, float scale = 0.0f,
+                    std::span<float> scratch = {}) {
+  detail::attend_prefill_run<B, float>(q, k, v, out, scale, scratch);
+}
+
+/// bf16 K and V: as the f32 overload above, with K and V widened exactly to f32 as they are read,
+/// so the result equals the f32 overload's on the widened K and V bit for bit.
+template <class B = backend::best_cpu>
+void attend_prefill(view<const float> q /*(H,T,D)*/, view<const bf16> k /*(G,S,D)*/,
+                    view<const bf16> v /*(G,S,D)*/, view<float> out /*(H,T,D)*/, float scale = 0.0f,
+                    std::span<float> scratch = {}) {
+  detail::attend_prefill_run<B, bf16>(q, k, v, out, scale, scratch);
+}
+
+/// Column sums of the normalised causal attention of query rows [t0, T), averaged over the query
+/// heads of each KV head (see the file comment): H2O's accumulated attention (t0 = 0, T = S) and
+/// SnapKV's observation-window vote (t0 = T - window, before its pooling). Two overloads, one
+/// kernel: K f32 or bf16 (widened exactly to f32 as it is read).
+///
+/// @param q, k   as `attend_prefill` (k f32 or bf16).
+/// @param t0     first query row counted, 0 <= t0 <= T.
+/// @param colsum (G,S), contiguous rows; overwritten. Columns no counted row sees are 0.
+/// @param scale  as `attend_prefill`.
+/// @param scratch at least `attention_column_sums_scratch_floats(H, G, T, S, D)` floats (either
+///               element type).
+/// @throws shape_error (t0 out of range, colsum not (G,S), short scratch, or as attend_prefill);
+/// config_error for a non-finite scale. Nothing is written when it throws.
+///
+/// Complexity: two passes of 2 D FLOP per visible (query, key) pair of rows [t0, T) (logits) plus
+/// one exp per pair in each pass: about the cost of `attend_prefill` on the same rows. K is read
+/// (and widened, for bf16) once per KV head into the f32 transpose: G S D elements. No
+/// allocation. Single thread.
+template <class B = backend::best_cpu>
+void attention_column_sums(view<const float> q /*(H,T,D)*/, view<const float> k /*(G,S,D)*/, index_t t0,
+                           view<float> colsum /*(G,S)*/, float scale = 0.0f, std::span<float> scratch = {}) {
+  detail::column_sums_run<B, float>(q, k, t0, colsum, scale, scratch);
+}
+
+/// bf16 K: as the f32 overload above, with K widened exactly to f32 (the same result as the f32
+/// overload on the widened K, bit for bit).
+template <class B = backend::best_cpu>
+void attention_column_sums(view<const float> q /*(H,T,D)*/, view<const bf16> k /*(G,S,D)*/, index_t t0,
+                           view<float> colsum /*(G,S)*/, float scale = 0.0f, std::span<float> scratch = {}) {
+  detail::column_sums_run<B, bf16>(q, k, t0, colsum, scale, scratch);
 }
 
 } // namespace kv

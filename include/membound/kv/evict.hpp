@@ -7,7 +7,7 @@
 /// head then oscillates between budget and budget + buffer - 1 tokens). Survivors keep their
 /// temporal order; ties keep the newer token. The evictor owns its scratch (sized by `reserve`,
 /// grown on first use), so steady-state steps do not allocate. Cost per evicting head: scoring
-/// plus O(S log S) selection plus the in-place compaction of the cache.
+/// plus an O(S) selection plus the in-place compaction of the cache.
 
 #include <cstdint>
 #include <span>
@@ -21,7 +21,10 @@ namespace membound {
 inline namespace v0_1 {
 namespace kv {
 
-/// A policy that scores a head's cached tokens at decode step t from the cache alone.
+/// A policy that scores a head's cached tokens at decode step t from the cache (and, for snapkv
+/// and expected_attention, the recent queries it points at). A policy may also offer
+/// `score_decode(c, b, g, t, out, std::vector<float>& work)`, taking scratch it grows as needed;
+/// kv::evictor then passes its own, so steady-state steps do not allocate.
 template <class P, class T>
 concept decode_scorer = requires(const P& p, const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) {
   { P::name } -> std::convertible_to<std::string_view>;
@@ -61,6 +64,7 @@ struct evictor {
   std::vector<float> scores;
   std::vector<index_t> idx;
   std::vector<std::int32_t> kept;
+  std::vector<float> work; ///< scratch lent to policies that take it (grown on first use)
 
   /// Sizes the scratch for heads of up to n tokens.
   void reserve(index_t n) {
@@ -91,7 +95,8 @@ struct evictor {
       if (!threshold && n < budget + buffer) continue;
       reserve(n);
       const std::span<float> sc(scores.data(), static_cast<std::size_t>(n));
-      p.score_decode(c, b, g, t, sc);
+      if constexpr (requires { p.score_decode(c, b, g, t, sc, work); }) p.score_decode(c, b, g, t, sc, work);
+      else p.score_decode(c, b, g, t, sc);
       index_t m = 0;
       if (threshold) {
         if constexpr (requires { p.passes(0.0f); })

@@ -13,6 +13,7 @@
 #include <span>
 
 #include "membound/kv/cache.hpp"
+#include "membound/kv/detail/state_scores.hpp"
 #include "membound/kv/policy.hpp"
 
 namespace membound {
@@ -56,16 +57,24 @@ struct keydiff {
     }
   }
   /// Decode mode: the same score over the tokens of head (b, g) held by a cache (the anchor is
-  /// the mean direction of the cached keys). Allocates O(D) scratch.
+  /// the mean direction of the cached keys). The keys are gathered into `work` (grown to S D
+  /// floats as needed); allocates O(D) more.
   template <class T>
-  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t /*t*/, std::span<float> out) const {
-    const index_t n = c.size(b, g);
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t /*t*/, std::span<float> out,
+                    std::vector<float>& work) const {
+    const index_t n = c.size(b, g), d = c.head_dim();
     MEMBOUND_EXPECTS(static_cast<index_t>(out.size()) >= n, shape_error, "keydiff::score_decode: ", out.size(),
                      " scores for ", n, " tokens");
-    detail::keydiff_scores(
-        n, c.head_dim(),
-        [&](index_t i, index_t e) { return static_cast<double>(static_cast<float>(c.key(b, g, i)[static_cast<std::size_t>(e)])); },
-        out);
+    if (work.size() < static_cast<std::size_t>(n * d)) work.resize(static_cast<std::size_t>(n * d));
+    detail::gather_keys(c, b, g, work.data());
+    const float* k = work.data();
+    detail::keydiff_scores(n, d, [k, d](index_t i, index_t e) { return static_cast<double>(k[i * d + e]); }, out);
+  }
+  /// Decode mode with its own scratch.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
+    std::vector<float> work;
+    score_decode(c, b, g, t, out, work);
   }
 };
 static_assert(prefill_scorer<keydiff>);

@@ -11,15 +11,19 @@
 ///  - policies, each one header and one aggregate with a `name`, scoring in prefill mode
 ///    (`score`, one-shot compression, checked against kvpress 0.5.5) and decode mode
 ///    (`score_decode`, used by kv::evictor): full, random, streaming_llm, knorm, keydiff, tova,
-///    h2o / observed_attention, snapkv and expected_attention (prefill only for now), trim_kv
-///    with its learned kv::retention_gate;
+///    h2o / observed_attention, snapkv and expected_attention (their decode mode reads the recent
+///    queries from a kv::query_window), trim_kv with its learned kv::retention_gate;
 ///  - budgets: kept_count (kvpress's int(n(1-r)) and an exact rule), PyramidKV layer budgets,
-///    AdaKV head allocation; kv::select_kept and kv::evictor (budget + buffer).
+///    AdaKV head allocation; kv::select_kept and kv::evictor (budget + buffer);
+///  - applying budgets to the pool: kv::uniform_mask (uniform / PyramidKV per layer),
+///    kv::global_allocate (one budget across layers with a per-head floor), kv::append_kept and
+///    kv::keep_masked, which store only kept tokens so the pages are really reclaimed (compress.hpp).
 
 #include "membound/kv/attend.hpp"
 #include "membound/kv/attend_prefill.hpp"
 #include "membound/kv/budget.hpp"
 #include "membound/kv/cache.hpp"
+#include "membound/kv/compress.hpp"
 #include "membound/kv/evict.hpp"
 #include "membound/kv/expected_attention.hpp"
 #include "membound/kv/full.hpp"
@@ -28,6 +32,7 @@
 #include "membound/kv/observed_attention.hpp"
 #include "membound/kv/policy.hpp"
 #include "membound/kv/prefill.hpp"
+#include "membound/kv/query_window.hpp"
 #include "membound/kv/random.hpp"
 #include "membound/kv/retention_gate.hpp"
 #include "membound/kv/select.hpp"

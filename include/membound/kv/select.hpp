@@ -3,7 +3,7 @@
 /// @file
 /// @brief `kv::select_kept`: the kept token indices of each head from its scores: the n_kept
 /// highest, returned in ascending (temporal) order. Ties keep the newer token; NaN scores are
-/// evicted first. O(S log S) per head.
+/// evicted first. O(S) expected per head (a selection, then the kept indices in order).
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +20,7 @@ inline namespace v0_1 {
 namespace kv {
 
 /// kept[0..n) = ascending indices of the n best of `scores` (ties: newer first; NaN last).
-/// `idx` is scratch of at least scores.size() entries. O(S log S).
+/// `idx` is scratch of at least scores.size() entries. O(S) expected (nth_element plus a scan).
 /// @throws budget_error for n < 1 or n > S.
 inline void select_kept_row(std::span<const float> scores, index_t n, std::span<index_t> idx,
                             std::span<std::int32_t> kept) {
@@ -40,8 +40,13 @@ inline void select_kept_row(std::span<const float> scores, index_t n, std::span<
     return a > b; // tie: the newer token first
   };
   std::nth_element(first, first + (n - 1), last, better);
-  std::sort(first, first + n);
-  for (index_t j = 0; j < n; ++j) kept[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(idx[static_cast<std::size_t>(j)]);
+  // Ascending order without a sort: flag each kept token p in a spare high bit of idx[p] (idx is a
+  // permutation of [0, S), so its low bits stay intact), then scan the flags in order. O(S).
+  constexpr index_t flag = index_t{1} << 62, low = flag - 1;
+  for (index_t j = 0; j < n; ++j) idx[static_cast<std::size_t>(idx[static_cast<std::size_t>(j)] & low)] |= flag;
+  index_t m = 0;
+  for (index_t p = 0; p < s; ++p)
+    if (idx[static_cast<std::size_t>(p)] & flag) kept[static_cast<std::size_t>(m++)] = static_cast<std::int32_t>(p);
 }
 
 /// kept (G,n_kept) = ascending indices of each row's n_kept best scores (G,S).

@@ -6,7 +6,10 @@
 // and key tiles (T = 300, S = 600); K and V given in transformers' (S,G,D) memory order (strided
 // views); SIMD against the twin; column sums against the naive matrix (t0 = T/2) and against
 // kv::h2o{}.score (kvpress's accumulated attention) on the same inputs; large logits (scale 30)
-// stay finite; typed errors naming the shapes.
+// stay finite; typed errors naming the shapes. bf16 K and V (D in {40, 64, 128}, groups 1 and 4,
+// T = S and T < S, T off the tile multiples, several key tiles): against the naive attention on
+// the widened values, against the scalar twin on the same bf16 inputs (SIMD), and bit for bit
+// against the f32 overload on the widened values; mixed f32/bf16 K and V do not compile.
 //
 // Tolerances (u = 2^-24), as tests/unit/kv/attend.test.cpp: each logit z is a float dot of D
 // terms and one multiply, |dz| <= eps_z = (D + 2) u scale sum_e |q_e k_e| (max over keys); a
@@ -18,10 +21,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "membound/core/dtype.hpp"
 #include "membound/kv/attend_prefill.hpp"
 #include "membound/kv/observed_attention.hpp"
 #include "../backend/backends.hpp"
@@ -169,7 +174,106 @@ void check_shape(index_t t, index_t s, index_t d, index_t grp, float scale, std:
   }
 }
 
+/// A problem with bf16 K and V: k and v hold the bf16 values in the (S,G,D) layout of `problem`,
+/// and p.k, p.v are replaced by their exact widening, so that the f32 overloads (and the naive
+/// attention) on p see the very numbers the bf16 overloads see.
+struct bf16_problem {
+  problem p;
+  std::vector<bf16> k, v;
+  bf16_problem(index_t h, index_t g, index_t t, index_t s, index_t d, std::uint32_t seed) : p(h, g, t, s, d, seed) {
+    auto round = [](std::vector<float>& x, std::vector<bf16>& y) {
+      y.resize(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        y[i] = bf16::from_float(x[i]);
+        x[i] = y[i].to_float();
+      }
+    };
+    round(p.k, k);
+    round(p.v, v);
+  }
+  view<const bf16> kv() const { return make_view<const bf16>(k.data(), {p.g, p.s, p.d}, {p.d, p.g * p.d, 1}); }
+  view<const bf16> vv() const { return make_view<const bf16>(v.data(), {p.g, p.s, p.d}, {p.d, p.g * p.d, 1}); }
+};
+
+template <class B>
+std::vector<float> run_attend_bf16(const bf16_problem& b, float scale) {
+  const problem& p = b.p;
+  std::vector<float> out(static_cast<std::size_t>(p.h * p.t * p.d), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> scratch(kv::attend_prefill_scratch_floats(p.h, p.g, p.s, p.d));
+  kv::attend_prefill<B>(p.qv(), b.kv(), b.vv(), make_view<float>(out.data(), {p.h, p.t, p.d}), scale, scratch);
+  return out;
+}
+
+template <class B>
+std::vector<float> run_colsum_bf16(const bf16_problem& b, index_t t0, float scale) {
+  const problem& p = b.p;
+  std::vector<float> cs(static_cast<std::size_t>(p.g * p.s), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> scratch(kv::attention_column_sums_scratch_floats(p.h, p.g, p.t, p.s, p.d));
+  kv::attention_column_sums<B>(p.qv(), b.kv(), t0, make_view<float>(cs.data(), {p.g, p.s}), scale, scratch);
+  return cs;
+}
+
+/// Bitwise equality of two float vectors (no NaN is expected in either).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// bf16 K and V on one shape (see the file comment): naive, f32 overload, scalar twin.
+template <class B>
+void check_bf16(index_t t, index_t s, index_t d, index_t grp, std::uint32_t seed) {
+  CAPTURE(t);
+  CAPTURE(s);
+  CAPTURE(d);
+  CAPTURE(grp);
+  const bf16_problem b(2 * grp, 2, t, s, d, seed);
+  const problem& p = b.p;
+  const index_t t0 = t / 2;
+  const naive_result ref = naive(p, 1.0 / std::sqrt(static_cast<double>(static_cast<float>(d))), t0);
+  const auto out = run_attend_bf16<B>(b, 0.0f);
+  CHECK(bad_out(p, out, ref) == 0);
+  CHECK(same_bits(out, run_attend<B>(p, 0.0f))); // the f32 path on the widened K and V
+  const auto cs = run_colsum_bf16<B>(b, t0, 0.0f);
+  CHECK(bad_cs(cs, ref) == 0);
+  CHECK(same_bits(cs, run_colsum<B>(p, t0, 0.0f)));
+  if constexpr (!std::is_same_v<B, backend::scalar>) { // SIMD against the twin on the same bf16 inputs
+    const auto tw = run_attend_bf16<backend::scalar>(b, 0.0f);
+    std::size_t bad = 0;
+    for (index_t i = 0; i < p.h * p.t; ++i)
+      for (index_t e = 0; e < d; ++e) {
+        const auto k = static_cast<std::size_t>(i * d + e);
+        if (!(std::fabs(out[k] - tw[k]) <= 2.0 * ref.tol[static_cast<std::size_t>(i)])) ++bad;
+      }
+    CHECK(bad == 0);
+    const auto cstw = run_colsum_bf16<backend::scalar>(b, t0, 0.0f);
+    bad = 0;
+    for (std::size_t i = 0; i < cs.size(); ++i)
+      if (!(std::fabs(static_cast<double>(cs[i]) - cstw[i]) <= 2.0 * ref.cstol[i])) ++bad;
+    CHECK(bad == 0);
+  }
+}
+
+/// Whether attend_prefill / attention_column_sums accept K of type K and V of type V.
+template <class K, class V>
+concept prefill_accepts = requires(view<const float> q, K k, V v, view<float> o) {
+  kv::attend_prefill<backend::scalar>(q, k, v, o);
+};
+template <class K>
+concept colsum_accepts = requires(view<const float> q, K k, view<float> c) {
+  kv::attention_column_sums<backend::scalar>(q, k, 0, c);
+};
+
 } // namespace
+
+// f32 and bf16 K/V, const or not, are accepted; mixing the two (or another element type) is not.
+static_assert(prefill_accepts<view<const float>, view<const float>>);
+static_assert(prefill_accepts<view<float>, view<float>>);
+static_assert(prefill_accepts<view<const bf16>, view<const bf16>>);
+static_assert(prefill_accepts<view<bf16>, view<bf16>>);
+static_assert(!prefill_accepts<view<const float>, view<const bf16>>);
+static_assert(!prefill_accepts<view<const bf16>, view<const float>>);
+static_assert(!prefill_accepts<view<const f16>, view<const f16>>);
+static_assert(colsum_accepts<view<const float>> && colsum_accepts<view<bf16>>);
+static_assert(!colsum_accepts<view<const f16>>);
 
 TEST_CASE_TEMPLATE_DEFINE("kv::attend_prefill and column sums equal naive causal attention", B, prefill_naive_id) {
   std::uint32_t seed = 1;
@@ -275,3 +379,44 @@ TEST_CASE_TEMPLATE_DEFINE("kv::attend_prefill: bad input throws typed errors nam
                   config_error);
 }
 TEST_CASE_TEMPLATE_APPLY(prefill_bad_id, test::all_tags);
+
+TEST_CASE_TEMPLATE_DEFINE("kv::attend_prefill and column sums with bf16 K and V", B, prefill_bf16_id) {
+  std::uint32_t seed = 100;
+  for (index_t d : {40, 64, 128})
+    for (index_t grp : {1, 4}) {
+      check_bf16<B>(65, 65, d, grp, seed++);   // T = S, T not a multiple of the query tile
+      check_bf16<B>(130, 167, d, grp, seed++); // T < S
+      check_bf16<B>(1, 9, d, grp, seed++);
+    }
+  // several query and key tiles (the online rescale across key tiles), odd head dims
+  check_bf16<B>(300, 600, 64, 4, seed++);
+  check_bf16<B>(260, 260, 128, 1, seed++);
+  check_bf16<B>(70, 129, 7, 2, seed++);
+  check_bf16<B>(33, 33, 1, 1, seed++);
+}
+TEST_CASE_TEMPLATE_APPLY(prefill_bf16_id, test::all_tags);
+
+TEST_CASE_TEMPLATE_DEFINE("kv::attend_prefill with bf16 K and V: bad input throws typed errors", B, prefill_bf16_bad_id) {
+  const bf16_problem b(4, 2, 5, 8, 4, 3);
+  const problem& p = b.p;
+  std::vector<float> out(4 * 5 * 4), cs(2 * 8);
+  const auto q = p.qv();
+  const auto k = b.kv(), v = b.vv();
+  const auto o = make_view<float>(out.data(), {4, 5, 4});
+  std::vector<float> scratch(kv::attend_prefill_scratch_floats(4, 2, 8, 4));
+  CHECK_NOTHROW(kv::attend_prefill<B>(q, k, v, o, 0.0f, scratch));
+  CHECK_THROWS_WITH_AS(kv::attend_prefill<B>(q, k, make_view<const bf16>(b.v.data(), {2, 7, 4}), o, 0.0f, scratch),
+                       "kv::attend_prefill: v must be (G,S,D) = (2,8,4) like k; got rank 3 (2,7,4)", shape_error);
+  CHECK_THROWS_WITH_AS(kv::attend_prefill<B>(make_view<const float>(p.q.data(), {2, 5, 8}), k, v, o, 0.0f, scratch),
+                       "kv::attend_prefill: q (2,5,8) and k (2,8,4) need the same head dim D >= 1", shape_error);
+  CHECK_THROWS_WITH_AS(kv::attend_prefill<B>(q, k, v, o, 0.0f, std::span<float>(scratch).first(scratch.size() - 1)),
+                       doctest::Contains("kv::attend_prefill: scratch has"), shape_error);
+  CHECK_THROWS_AS(kv::attend_prefill<B>(q, k, v, o, std::numeric_limits<float>::infinity(), scratch), config_error);
+  const auto c = make_view<float>(cs.data(), {2, 8});
+  std::vector<float> cscratch(kv::attention_column_sums_scratch_floats(4, 2, 5, 8, 4));
+  CHECK_NOTHROW(kv::attention_column_sums<B>(q, k, 0, c, 0.0f, cscratch));
+  CHECK_THROWS_WITH_AS(kv::attention_column_sums<B>(q, k, 6, c, 0.0f, cscratch),
+                       "kv::attention_column_sums: t0 = 6 out of range [0, T = 5] for q (4,5,4)", shape_error);
+  CHECK_THROWS_AS(kv::attention_column_sums<B>(q, k, 0, c, 0.0f, std::span<float>(cscratch).first(3)), shape_error);
+}
+TEST_CASE_TEMPLATE_APPLY(prefill_bf16_bad_id, test::all_tags);

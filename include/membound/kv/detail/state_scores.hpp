@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 /// @file
-/// @brief Decode scores read from a cache state slot, with protected tokens at +inf (shared by
-/// h2o and tova). Not part of the public API.
+/// @brief Helpers of the decode-mode scorers: scores read from a cache state slot, with protected
+/// tokens at +inf (h2o, tova), and a head's keys gathered into dense float rows (snapkv,
+/// expected_attention). Not part of the public API.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -32,6 +34,13 @@ void state_scores(const cache<T>& c, index_t b, index_t g, index_t slot, std::sp
           protect(pg.positions[j]) ? std::numeric_limits<float>::infinity() : pg.state[j * slots + slot];
 }
 
+/// Copies the K rows of head (b, g) into dst (S,D) as float (bf16 widened exactly). O(S D).
+template <class T>
+void gather_keys(const cache<T>& c, index_t b, index_t g, float* dst) {
+  const index_t d = c.head_dim();
+  for (const auto& pg : c.pages(b, g)) // a page's rows are contiguous
+    std::transform(pg.keys, pg.keys + pg.tokens * d, dst + pg.first * d, [](T x) { return static_cast<float>(x); });
+}
 } // namespace detail
 } // namespace kv
 } // namespace v0_1
