@@ -336,11 +336,12 @@ MEMBOUND_ALWAYS_INLINE void transpose16(__m512 (&r)[16]) noexcept {
   }
 }
 
-/// Channel-interleaved padded input of 16 planes: element (row, col, c) at (row * cols + col) * 16 + c.
-inline void fill_interleaved(const float* x, index_t plane_stride, const conv_geometry& g, index_t rows, index_t cols,
-                             float* dst) noexcept {
+/// Channel-interleaved padded input of 16 planes, rows [r0, r1): element (row, col, c) at
+/// (row * cols + col) * 16 + c.
+inline void fill_interleaved(const float* x, index_t plane_stride, const conv_geometry& g, index_t r0, index_t r1,
+                             index_t cols, float* dst) noexcept {
   const __m512 zero = _mm512_setzero_ps();
-  for (index_t r = 0; r < rows; ++r) {
+  for (index_t r = r0; r < r1; ++r) {
     float* out = dst + r * cols * 16;
     const index_t iy = r - g.pad;
     if (iy < 0 || iy >= g.h) {
@@ -414,7 +415,6 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   float* in = scratch;
   float* w16 = in + rows * cols * 16;
   float* rowb = w16 + K * K * 16;
-  fill_interleaved(x, plane_in, g, rows, cols, in);
   for (int t = 0; t < K * K; ++t)
     for (int c = 0; c < 16; ++c) w16[t * 16 + c] = w[c * K * K + t];
   alignas(64) float b16[16];
@@ -422,7 +422,30 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   const __m512 bv = _mm512_load_ps(b16);
   constexpr int NP = K <= 3 ? 12 : (K <= 5 ? 10 : 8); // accumulators + NP+K-1 inputs + 1 weight <= 32
   const index_t lines = next != nullptr ? (16 * plane_in * 4 + 63) / 64 : 0, per_row = (lines + ho - 1) / ho;
+  // Back to planes, 16 consecutive positions x 16 channels at a time, as soon as an output row
+  // completes them (still in L1), so the stores overlap the next rows' FMAs; each plane is
+  // written front to back, with streaming stores when asked and the destination is aligned.
+  const index_t n_out = ho * wo;
+  const bool nt = stream && plane_out % 16 == 0 && (reinterpret_cast<std::uintptr_t>(y) % 64) == 0;
+  index_t p0 = 0; // positions before p0 are written out
+  auto flush = [&](index_t upto) MEMBOUND_INLINE_LAMBDA {
+    for (; p0 < upto; p0 += 16) {
+      const index_t n = std::min<index_t>(16, upto - p0);
+      __m512 v[16];
+      for (index_t j = 0; j < 16; ++j) v[j] = j < n ? _mm512_loadu_ps(rowb + (p0 + j) * 16) : _mm512_setzero_ps();
+      transpose16(v);
+      if (nt && n == 16)
+        for (int c = 0; c < 16; ++c) _mm512_stream_ps(y + c * plane_out + p0, v[c]);
+      else {
+        const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+        for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + c * plane_out + p0, m, v[c]);
+      }
+    }
+  };
+  // The interleaved input is filled row by row just before the first output row that reads it.
+  fill_interleaved(x, plane_in, g, 0, K - 1, cols, in);
   for (index_t oy = 0; oy < ho; ++oy) {
+    fill_interleaved(x, plane_in, g, oy + K - 1, oy + K, cols, in);
     for (index_t l = oy * per_row; l < std::min(lines, (oy + 1) * per_row); ++l)
       __builtin_prefetch(reinterpret_cast<const char*>(next) + l * 64, 0, 2); // into L2: a group is 16 planes
     const float* inr = in + oy * cols * 16;
@@ -430,22 +453,7 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
     index_t ox = 0;
     for (; ox + NP <= wo; ox += NP) depthwise16_positions<K, NP>(inr, cols, w16, bv, ox, orow);
     depthwise16_tail<K>(wo - ox, inr, cols, w16, bv, ox, orow);
-  }
-  // Back to planes, 16 consecutive positions x 16 channels at a time; each plane is written
-  // front to back, with streaming stores when asked and the destination is aligned.
-  const index_t n_out = ho * wo;
-  const bool nt = stream && plane_out % 16 == 0 && (reinterpret_cast<std::uintptr_t>(y) % 64) == 0;
-  for (index_t p0 = 0; p0 < n_out; p0 += 16) {
-    const index_t n = std::min<index_t>(16, n_out - p0);
-    __m512 v[16];
-    for (index_t j = 0; j < 16; ++j) v[j] = j < n ? _mm512_loadu_ps(rowb + (p0 + j) * 16) : _mm512_setzero_ps();
-    transpose16(v);
-    if (nt && n == 16)
-      for (int c = 0; c < 16; ++c) _mm512_stream_ps(y + c * plane_out + p0, v[c]);
-    else {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(y + c * plane_out + p0, m, v[c]);
-    }
+    flush(oy + 1 < ho ? (oy + 1) * wo / 16 * 16 : n_out); // whole blocks of 16, then the rest
   }
   if (nt) _mm_sfence();
 }
