@@ -30,6 +30,7 @@
 #include <span>
 #include <vector>
 
+#include "membound/core/array.hpp"
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
 #include "membound/kv/cache.hpp"
@@ -99,7 +100,7 @@ inline index_t pages_for_mask(view<const std::int32_t> mask /*(G,S)*/, index_t p
 /// highest scores, mask (G,S) = 1 there and 0 elsewhere. Ties keep the newer token and NaN
 /// scores are evicted first, as `select_kept` (and as `adakv_allocate` within a head). PyramidKV
 /// (Cai et al. 2024) is this with layer l's count from `pyramid_budgets`. Allocates scratch of
-/// S floats, S index_t and n_kept int32. O(G S) expected (select_kept_row per head).
+/// G n_kept int32 plus select_kept's S floats and S index_t. O(G S) expected.
 /// @throws shape_error when mask is not the shape of scores; budget_error for n_kept < 1 or > S.
 inline void uniform_mask(view<const float> scores /*(G,S)*/, index_t n_kept, view<std::int32_t> mask /*(G,S)*/) {
   MEMBOUND_EXPECTS(scores.rank() == 2 && mask.rank() == 2 && mask.extent(0) == scores.extent(0) &&
@@ -110,14 +111,11 @@ inline void uniform_mask(view<const float> scores /*(G,S)*/, index_t n_kept, vie
   const index_t g_n = scores.extent(0), s = scores.extent(1);
   MEMBOUND_EXPECTS(n_kept >= 1 && n_kept <= s, budget_error, "kv::uniform_mask: n_kept = ", n_kept, " of ", s,
                    " tokens; expected 1 <= n_kept <= S");
-  std::vector<float> row(static_cast<std::size_t>(s));
-  std::vector<index_t> idx(static_cast<std::size_t>(s));
-  std::vector<std::int32_t> kept(static_cast<std::size_t>(n_kept));
+  array<std::int32_t> kept({g_n, n_kept}); // (G,n_kept)
+  select_kept(scores, kept.view());
   for (index_t g = 0; g < g_n; ++g) {
-    for (index_t i = 0; i < s; ++i) row[static_cast<std::size_t>(i)] = scores(g, i);
-    select_kept_row(row, n_kept, idx, kept);
     for (index_t i = 0; i < s; ++i) mask(g, i) = 0;
-    for (const std::int32_t i : kept) mask(g, i) = 1;
+    for (index_t j = 0; j < n_kept; ++j) mask(g, kept(g, j)) = 1;
   }
 }
 

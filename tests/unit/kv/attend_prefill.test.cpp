@@ -112,20 +112,45 @@ naive_result naive(const problem& p, double scale, index_t t0) {
   return r;
 }
 
-template <class B>
-std::vector<float> run_attend(const problem& p, float scale) {
+/// attend_prefill on p's queries over K/V views k, v (f32 or bf16, p's shapes).
+template <class B, class KV>
+std::vector<float> run_attend_on(const problem& p, const KV& k, const KV& v, float scale) {
   std::vector<float> out(static_cast<std::size_t>(p.h * p.t * p.d), std::numeric_limits<float>::quiet_NaN());
   std::vector<float> scratch(kv::attend_prefill_scratch_floats(p.h, p.g, p.s, p.d));
-  kv::attend_prefill<B>(p.qv(), p.kv(), p.vv(), make_view<float>(out.data(), {p.h, p.t, p.d}), scale, scratch);
+  kv::attend_prefill<B>(p.qv(), k, v, make_view<float>(out.data(), {p.h, p.t, p.d}), scale, scratch);
   return out;
+}
+
+/// attention_column_sums of p's queries over keys k (f32 or bf16).
+template <class B, class KV>
+std::vector<float> run_colsum_on(const problem& p, const KV& k, index_t t0, float scale) {
+  std::vector<float> cs(static_cast<std::size_t>(p.g * p.s), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> scratch(kv::attention_column_sums_scratch_floats(p.h, p.g, p.t, p.s, p.d));
+  kv::attention_column_sums<B>(p.qv(), k, t0, make_view<float>(cs.data(), {p.g, p.s}), scale, scratch);
+  return cs;
+}
+
+template <class B>
+std::vector<float> run_attend(const problem& p, float scale) {
+  return run_attend_on<B>(p, p.kv(), p.vv(), scale);
 }
 
 template <class B>
 std::vector<float> run_colsum(const problem& p, index_t t0, float scale) {
-  std::vector<float> cs(static_cast<std::size_t>(p.g * p.s), std::numeric_limits<float>::quiet_NaN());
-  std::vector<float> scratch(kv::attention_column_sums_scratch_floats(p.h, p.g, p.t, p.s, p.d));
-  kv::attention_column_sums<B>(p.qv(), p.kv(), t0, make_view<float>(cs.data(), {p.g, p.s}), scale, scratch);
-  return cs;
+  return run_colsum_on<B>(p, p.kv(), t0, scale);
+}
+
+/// Elements where the SIMD output and the scalar twin's differ by more than twice the naive
+/// tolerance of their row (0 expected).
+std::size_t outside_twice_tol(const problem& p, const std::vector<float>& out, const std::vector<float>& tw,
+                              const naive_result& ref) {
+  std::size_t bad = 0;
+  for (index_t i = 0; i < p.h * p.t; ++i)
+    for (index_t e = 0; e < p.d; ++e) {
+      const auto k = static_cast<std::size_t>(i * p.d + e);
+      if (!(std::fabs(out[k] - tw[k]) <= 2.0 * ref.tol[static_cast<std::size_t>(i)])) ++bad;
+    }
+  return bad;
 }
 
 /// Checks out against the naive result; returns the number of failing elements (0 expected).
@@ -164,13 +189,7 @@ void check_shape(index_t t, index_t s, index_t d, index_t grp, float scale, std:
   CHECK(bad_cs(cs, ref) == 0);
   if constexpr (!std::is_same_v<B, backend::scalar>) { // SIMD against the twin: within both bounds
     const auto tw = run_attend<backend::scalar>(p, scale);
-    std::size_t bad = 0;
-    for (index_t i = 0; i < p.h * p.t; ++i)
-      for (index_t e = 0; e < d; ++e) {
-        const auto k = static_cast<std::size_t>(i * d + e);
-        if (!(std::fabs(out[k] - tw[k]) <= 2.0 * ref.tol[static_cast<std::size_t>(i)])) ++bad;
-      }
-    CHECK(bad == 0);
+    CHECK(outside_twice_tol(p, out, tw, ref) == 0);
   }
 }
 
@@ -197,20 +216,12 @@ struct bf16_problem {
 
 template <class B>
 std::vector<float> run_attend_bf16(const bf16_problem& b, float scale) {
-  const problem& p = b.p;
-  std::vector<float> out(static_cast<std::size_t>(p.h * p.t * p.d), std::numeric_limits<float>::quiet_NaN());
-  std::vector<float> scratch(kv::attend_prefill_scratch_floats(p.h, p.g, p.s, p.d));
-  kv::attend_prefill<B>(p.qv(), b.kv(), b.vv(), make_view<float>(out.data(), {p.h, p.t, p.d}), scale, scratch);
-  return out;
+  return run_attend_on<B>(b.p, b.kv(), b.vv(), scale);
 }
 
 template <class B>
 std::vector<float> run_colsum_bf16(const bf16_problem& b, index_t t0, float scale) {
-  const problem& p = b.p;
-  std::vector<float> cs(static_cast<std::size_t>(p.g * p.s), std::numeric_limits<float>::quiet_NaN());
-  std::vector<float> scratch(kv::attention_column_sums_scratch_floats(p.h, p.g, p.t, p.s, p.d));
-  kv::attention_column_sums<B>(p.qv(), b.kv(), t0, make_view<float>(cs.data(), {p.g, p.s}), scale, scratch);
-  return cs;
+  return run_colsum_on<B>(b.p, b.kv(), t0, scale);
 }
 
 /// Bitwise equality of two float vectors (no NaN is expected in either).
@@ -237,15 +248,9 @@ void check_bf16(index_t t, index_t s, index_t d, index_t grp, std::uint32_t seed
   CHECK(same_bits(cs, run_colsum<B>(p, t0, 0.0f)));
   if constexpr (!std::is_same_v<B, backend::scalar>) { // SIMD against the twin on the same bf16 inputs
     const auto tw = run_attend_bf16<backend::scalar>(b, 0.0f);
-    std::size_t bad = 0;
-    for (index_t i = 0; i < p.h * p.t; ++i)
-      for (index_t e = 0; e < d; ++e) {
-        const auto k = static_cast<std::size_t>(i * d + e);
-        if (!(std::fabs(out[k] - tw[k]) <= 2.0 * ref.tol[static_cast<std::size_t>(i)])) ++bad;
-      }
-    CHECK(bad == 0);
+    CHECK(outside_twice_tol(p, out, tw, ref) == 0);
     const auto cstw = run_colsum_bf16<backend::scalar>(b, t0, 0.0f);
-    bad = 0;
+    std::size_t bad = 0;
     for (std::size_t i = 0; i < cs.size(); ++i)
       if (!(std::fabs(static_cast<double>(cs[i]) - cstw[i]) <= 2.0 * ref.cstol[i])) ++bad;
     CHECK(bad == 0);
