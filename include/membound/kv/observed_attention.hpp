@@ -5,7 +5,8 @@
 /// `kv::observed_attention` (kvpress ObservedAttentionPress: sum over queries of A[q,i] divided
 /// by the number of queries that see token i, S - i) and `kv::h2o` (the original H2O
 /// accumulation, sum_q A[q,i] unnormalised); both averaged over the query heads of each KV
-/// head. They need every query of the prefill (T = S). Cost O(H S^2 D).
+/// head. They need every query of the prefill (T = S). Cost O(H S^2 D). In decode mode both read
+/// the attention the caller accumulates into a cache state slot (kv::record_attention).
 
 #include <vector>
 
@@ -44,6 +45,21 @@ inline void accumulated_attention(const prefill_inputs& in, view<float> scores, 
 
 struct observed_attention {
   static constexpr std::string_view name = "observed_attention";
+  index_t slot = 0; ///< decode mode: the state slot holding the accumulated attention
+
+  /// Decode mode: the accumulated attention the caller adds into state slot `slot` after every
+  /// kv::attend_decode (as for h2o), divided by the number of steps that saw the token,
+  /// t - pos_i + 1 (the prefill form's S - i at t = S - 1). O(S).
+  /// @throws shape_error if out is short; lookup_error for a bad slot.
+  template <class T>
+  void score_decode(const cache<T>& c, index_t b, index_t g, std::int32_t t, std::span<float> out) const {
+    detail::state_scores(c, b, g, slot, out, [](std::int32_t) { return false; }, "observed_attention::score_decode");
+    for (const auto& pg : c.pages(b, g))
+      for (index_t j = 0; j < pg.tokens; ++j) {
+        float& v = out[static_cast<std::size_t>(pg.first + j)];
+        v = static_cast<float>(static_cast<double>(v) / static_cast<double>(t - pg.positions[j] + 1));
+      }
+  }
   /// scores (G,S) = mean over the group of sum_q A[q,i] / (S - i). @throws shape_error.
   void score(const prefill_inputs& in, index_t /*n_kept*/, view<float> scores) const {
     detail::accumulated_attention(in, scores, true, "observed_attention::score");

@@ -34,6 +34,8 @@ struct prefill_inputs {
   /// RoPE (H,T,D) and the RoPE base of the standard (rotate_half, unscaled) embedding.
   view<const float> queries_pre_rope;
   double rope_theta = 10000.0;
+  /// Optional, for kv::trim_kv: each token's retention log beta (G,S), from its retention gate.
+  view<const float> log_beta;
 
   index_t heads() const noexcept { return queries.extent(0); }
   index_t kv_heads() const noexcept { return keys.extent(0); }

@@ -15,11 +15,16 @@
 /// No sinks are hard-coded (they emerge from training). Optional threshold mode (`alpha` > 0):
 /// keep exactly the tokens with beta^age >= alpha (the budget is then an outcome, bounded only by
 /// the cache's pool). Scoring is O(S) per head, no K/V reads.
+///
+/// One-shot mode (`score`, after a prefill of S tokens at positions 0 .. S-1, step t = S - 1):
+/// the same score from `prefill_inputs::log_beta` (G,S), so a prefill can be cut to a budget
+/// before decoding starts.
 
 #include <cmath>
 #include <span>
 
 #include "membound/kv/cache.hpp"
+#include "membound/kv/policy.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -50,11 +55,26 @@ struct trim_kv {
         out[static_cast<std::size_t>(pg.first + j)] =
             static_cast<float>((t0 - pg.positions[j]) * static_cast<double>(pg.state[j * slots + slot]));
   }
+  /// One-shot mode: scores (G,S) = (S - 1 - i + age_offset) * log_beta(g, i).
+  /// @throws shape_error when `in.log_beta` is not (G,S) (or the inputs do not fit together).
+  void score(const prefill_inputs& in, index_t /*n_kept*/, view<float> scores) const {
+    detail::expect_scores(in, scores, "trim_kv::score");
+    const index_t g_n = in.kv_heads(), s = in.length();
+    MEMBOUND_EXPECTS(in.log_beta.rank() == 2 && in.log_beta.extent(0) == g_n && in.log_beta.extent(1) == s, shape_error,
+                     "trim_kv::score: prefill_inputs::log_beta must be (G,S) = (", g_n, ",", s, "); got rank ",
+                     in.log_beta.rank(), " (", in.log_beta.extent(0), ",", in.log_beta.rank() == 2 ? in.log_beta.extent(1) : -1,
+                     ")");
+    const double t0 = static_cast<double>(s - 1) + static_cast<double>(age_offset);
+    for (index_t g = 0; g < g_n; ++g)
+      for (index_t i = 0; i < s; ++i)
+        scores(g, i) = static_cast<float>((t0 - static_cast<double>(i)) * static_cast<double>(in.log_beta(g, i)));
+  }
   /// Threshold mode (alpha > 0): kv::evictor keeps exactly the tokens that `passes`, with no budget.
   bool threshold_mode() const noexcept { return alpha > 0.0; }
   /// In threshold mode, whether a score survives: score >= log(alpha).
   bool passes(float score) const noexcept { return alpha > 0.0 && static_cast<double>(score) >= std::log(alpha); }
 };
+static_assert(prefill_scorer<trim_kv>);
 
 } // namespace kv
 } // namespace v0_1

@@ -383,3 +383,67 @@ TEST_CASE("expected_attention decode: the future positions follow step t; bad se
   std::vector<float> tiny(5);
   CHECK_THROWS_AS(pol.score_decode(c, 0, 0, 39, tiny), shape_error);
 }
+
+TEST_CASE("trim_kv one-shot scores equal its decode scores at t = S - 1, both age conventions") {
+  // 2 heads x 6 tokens, log beta by hand (trim_kv.test.cpp shows the two conventions disagreeing).
+  const float lb[2][6] = {{-0.01f, -0.5f, -0.02f, -0.3f, -0.9f, -0.05f}, {-0.2f, -0.2f, -0.01f, -1.0f, -0.4f, -0.6f}};
+  auto c = make_cache(2, 2);
+  array<float> k({2, 6, 2}), lbv({2, 6}); // (G,S,D) (G,S)
+  for (index_t g = 0; g < 2; ++g)
+    for (index_t i = 0; i < 6; ++i) {
+      const float kr[2] = {1.0f, static_cast<float>(i)};
+      const float st[1] = {lb[g][i]};
+      c.append(0, g, kr, kr, static_cast<std::int32_t>(i), st);
+      k(g, i, 0) = 1.0f;
+      k(g, i, 1) = static_cast<float>(i);
+      lbv(g, i) = lb[g][i];
+    }
+  kv::prefill_inputs in;
+  in.queries = k.cview();
+  in.keys = k.cview();
+  in.values = k.cview();
+  in.log_beta = lbv.cview();
+  for (const kv::trim_kv pol : {kv::trim_kv{}, kv::trim_kv::reference_code()}) {
+    array<float> pre({2, 6});
+    pol.score(in, 3, pre.view());
+    std::vector<float> dec(6);
+    for (index_t g = 0; g < 2; ++g) {
+      pol.score_decode(c, 0, g, 5, dec);
+      for (index_t i = 0; i < 6; ++i) {
+        CHECK(pre(g, i) == dec[static_cast<std::size_t>(i)]);
+        CHECK(pre(g, i) == doctest::Approx((5.0 - static_cast<double>(i) + static_cast<double>(pol.age_offset)) * lb[g][i]));
+      }
+    }
+  }
+  // Paper ages 5..0, 3 kept: head 0 scores -0.05 -2.0 -0.06 -0.6 -0.9 0 keep {0, 2, 5}; head 1
+  // scores -1.0 -0.8 -0.03 -2.0 -0.4 0 keep {2, 4, 5}.
+  array<std::int32_t> kept({2, 3});
+  array<float> pre({2, 6});
+  kv::trim_kv{}.score(in, 3, pre.view());
+  kv::select_kept(pre.cview(), kept.view());
+  CHECK((kept(0, 0) == 0 && kept(0, 1) == 2 && kept(0, 2) == 5));
+  CHECK((kept(1, 0) == 2 && kept(1, 1) == 4 && kept(1, 2) == 5));
+  kv::prefill_inputs none = in;
+  none.log_beta = view<const float>();
+  CHECK_THROWS_AS(kv::trim_kv{}.score(none, 3, pre.view()), shape_error);
+}
+
+TEST_CASE("decode: observed_attention divides the accumulated attention by the steps that saw each token") {
+  // accumulated attention 0.9, 0.8, 0.3, 0.2 at positions 0..3, step t = 3: normalised by 4, 3, 2, 1
+  // -> 0.225, 0.267, 0.15, 0.2: keeps positions 0 and 1 with budget 2 (H2O keeps 0, 1 as well), and
+  // with accumulations 0.9, 0.5, 0.3, 0.2 observed_attention keeps 0 and 3 (0.225, 0.167, 0.15, 0.2).
+  auto c = simple(4, {0.9f, 0.5f, 0.3f, 0.2f});
+  std::vector<float> out(4);
+  kv::observed_attention{}.score_decode(c, 0, 0, 3, out);
+  CHECK(out[0] == doctest::Approx(0.225));
+  CHECK(out[1] == doctest::Approx(0.5 / 3.0));
+  CHECK(out[2] == doctest::Approx(0.15));
+  CHECK(out[3] == doctest::Approx(0.2));
+  kv::evictor ev;
+  CHECK(ev.step(c, 0, kv::observed_attention{}, 3, 2) == 2);
+  CHECK(positions(c) == std::vector<std::int32_t>{0, 3});
+  auto c2 = simple(4, {0.9f, 0.5f, 0.3f, 0.2f});
+  CHECK(ev.step(c2, 0, kv::h2o{}, 3, 2) == 2);
+  CHECK(positions(c2) == std::vector<std::int32_t>{0, 1});
+  CHECK_THROWS_AS(kv::observed_attention{1}.score_decode(c, 0, 0, 3, out), lookup_error);
+}
