@@ -8,9 +8,9 @@
 ///    Cai et al. 2024, is uniform within a layer with `pyramid_budgets`' per-layer count);
 ///  - `kv::adakv_allocate` (budget.hpp): AdaKV's head-wise split inside one layer (Feng et al.
 ///    2024);
-///  - `kv::global_allocate`: one budget shared by all heads of all layers, with a per-head floor
-///    (AdaKV's safeguard carried across layers; TRIM-KV's `fixed_budget` global mode with its
-///    `floor_budget_ratio`);
+///  - `kv::global_allocate` (budget.hpp): one budget shared by all heads of all layers, with a
+///    per-head floor (AdaKV's safeguard carried across layers; TRIM-KV's `fixed_budget` global
+///    mode with its `floor_budget_ratio`);
 ///  - `kv::append_kept`: writes only the kept rows of a prefill into the cache, so an evicted
 ///    token never occupies the pool (heads that keep fewer tokens own fewer pages);
 ///  - `kv::keep_masked`: compacts a cache that already holds the prefill to the kept rows with
@@ -33,6 +33,7 @@
 #include "membound/core/array.hpp"
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
+#include "membound/kv/budget.hpp"
 #include "membound/kv/cache.hpp"
 #include "membound/kv/select.hpp"
 
@@ -62,24 +63,6 @@ inline index_t mask_row_count(view<const std::int32_t> mask, index_t g) noexcept
   index_t n = 0;
   for (index_t i = 0; i < mask.extent(1); ++i) n += mask(g, i);
   return n;
-}
-
-/// One score of `global_allocate`, with its place. `head` is the head's index over all layers
-/// (sum of the earlier layers' G + g), so the tie rule reads the same across layers.
-struct scored_token {
-  float score;
-  std::int32_t layer, g, pos;
-  index_t head;
-};
-
-/// "a is evicted before b": NaN first, then the lower score, then the older token, then the
-/// higher head. A strict total order over distinct (head, pos), so any selection is determined.
-inline bool evicted_before(const scored_token& a, const scored_token& b) noexcept {
-  const bool an = std::isnan(a.score), bn = std::isnan(b.score);
-  if (an != bn) return an;
-  if (!an && a.score != b.score) return a.score < b.score;
-  if (a.pos != b.pos) return a.pos < b.pos;
-  return a.head > b.head;
 }
 
 } // namespace detail
@@ -117,82 +100,6 @@ inline void uniform_mask(view<const float> scores /*(G,S)*/, index_t n_kept, vie
     for (index_t i = 0; i < s; ++i) mask(g, i) = 0;
     for (index_t j = 0; j < n_kept; ++j) mask(g, kept(g, j)) = 1;
   }
-}
-
-/// One budget across layers. Layer l has scores[l] (G_l,S_l) (G and S may differ between
-/// layers); every head first keeps its own `floor` best tokens (AdaKV's safeguard, Feng et al.
-/// 2024, applied per head across the whole model), then the remaining n_total - sum_l G_l floor
-/// tokens go to the highest of all other scores of all heads of all layers. Writes masks[l]
-/// (G_l,S_l) = 1 for kept and 0 for evicted tokens; exactly n_total ones in all.
-///
-/// Ties and NaN follow `adakv_allocate`: NaN scores are evicted first, then the lower score,
-/// then the older token (smaller index), then the higher head, heads being numbered over all
-/// layers (layer 0's heads first). With one layer, floor = max(1, int(n_kept alpha)) and
-/// n_total = G n_kept this is exactly `adakv_allocate`.
-///
-/// Scores must be comparable across layers (e.g. normalised attention probabilities, or a
-/// learned retention such as TRIM-KV's log beta): raw key norms or unnormalised logits of
-/// different layers are not, and the split would follow their scales. This is the caller's
-/// responsibility; nothing is normalised here.
-///
-/// Allocates one 24-byte entry per token of all layers (outside the floors) plus one row.
-/// O(T) expected with T = sum_l G_l S_l tokens (nth_element selections, no full sort).
-/// @throws shape_error when masks and scores differ in count or a mask is not its layer's
-/// (G_l,S_l) (naming the layer); budget_error for floor < 0, floor > S_l of a layer with heads,
-/// n_total < the total floor or n_total > T (naming the values). Nothing is written on a throw.
-inline void global_allocate(std::span<const view<const float>> scores /*L x (G_l,S_l)*/, index_t n_total,
-                            index_t floor, std::span<const view<std::int32_t>> masks /*L x (G_l,S_l)*/) {
-  MEMBOUND_EXPECTS(scores.size() == masks.size(), shape_error, "kv::global_allocate: ", scores.size(),
-                   " score matrices but ", masks.size(), " masks; expected one (G_l,S_l) mask per layer");
-  MEMBOUND_EXPECTS(floor >= 0, budget_error, "kv::global_allocate: floor = ", floor, ", expected >= 0");
-  index_t total = 0, floors = 0;
-  for (std::size_t l = 0; l < scores.size(); ++l) {
-    const auto& sc = scores[l];
-    const auto& m = masks[l];
-    MEMBOUND_EXPECTS(sc.rank() == 2 && m.rank() == 2 && m.extent(0) == sc.extent(0) && m.extent(1) == sc.extent(1),
-                     shape_error, "kv::global_allocate: layer ", l, ": mask (", m.extent(0), ",",
-                     m.rank() == 2 ? m.extent(1) : -1, ") must have the shape of its scores (", sc.extent(0), ",",
-                     sc.rank() == 2 ? sc.extent(1) : -1, ")");
-    MEMBOUND_EXPECTS(sc.extent(0) == 0 || floor <= sc.extent(1), budget_error, "kv::global_allocate: floor = ", floor,
-                     " exceeds the ", sc.extent(1), " tokens of layer ", l);
-    total += sc.extent(0) * sc.extent(1);
-    floors += sc.extent(0) * floor;
-  }
-  MEMBOUND_EXPECTS(n_total >= floors && n_total <= total, budget_error, "kv::global_allocate: n_total = ", n_total,
-                   " tokens; expected between the total floor ", floors, " (floor ", floor,
-                   " x heads) and the ", total, " tokens of all layers");
-  MEMBOUND_EXPECTS(total <= std::numeric_limits<std::int32_t>::max(), budget_error, "kv::global_allocate: ", total,
-                   " tokens over all layers; at most ", std::numeric_limits<std::int32_t>::max());
-
-  std::vector<detail::scored_token> rest; // every token outside the floors
-  rest.reserve(static_cast<std::size_t>(total - floors));
-  std::vector<detail::scored_token> row;
-  index_t head = 0;
-  for (std::size_t l = 0; l < scores.size(); ++l) {
-    const auto& sc = scores[l];
-    const auto& m = masks[l];
-    const index_t s = sc.extent(1);
-    row.resize(static_cast<std::size_t>(s));
-    for (index_t g = 0; g < sc.extent(0); ++g, ++head) {
-      for (index_t i = 0; i < s; ++i)
-        row[static_cast<std::size_t>(i)] = {sc(g, i), static_cast<std::int32_t>(l), static_cast<std::int32_t>(g),
-                                            static_cast<std::int32_t>(i), head};
-      // the head's `floor` best go to the back of row, in no particular order
-      const auto cut = row.begin() + (s - floor);
-      if (floor > 0 && floor < s) std::nth_element(row.begin(), cut, row.end(), detail::evicted_before);
-      for (auto it = row.begin(); it != cut; ++it) {
-        m(g, it->pos) = 0;
-        rest.push_back(*it);
-      }
-      for (auto it = cut; it != row.end(); ++it) m(g, it->pos) = 1;
-    }
-  }
-  // the n_total - floors best of the rest are kept: they go to the back
-  const auto extra = static_cast<std::ptrdiff_t>(n_total - floors);
-  if (extra == 0) return;
-  const auto cut = rest.end() - extra;
-  if (cut != rest.begin()) std::nth_element(rest.begin(), cut, rest.end(), detail::evicted_before);
-  for (auto it = cut; it != rest.end(); ++it) masks[static_cast<std::size_t>(it->layer)](it->g, it->pos) = 1;
 }
 
 /// Writes the kept tokens of a prefill into the cache, and only them: for each head g of keys

@@ -10,7 +10,8 @@
 /// tokens, mean over the group, then (score + epsilon) * ||v_i||; the first n_sink tokens are
 /// protected (max + 1). Needs `prefill_inputs::queries_pre_rope` and the standard RoPE base.
 ///
-/// Prefill mode (`score`): the reference form, in double precision, O(H T D^2 + H S D^2).
+/// Prefill mode (`score`): the reference form, in double precision (Sigma' formed, R applied as
+/// its 2 x 2 rotations), O(H T D^2 + H S D^2).
 ///
 /// Decode mode (`score_decode`, kv::evictor): the statistics come from the last queries the
 /// caller pushed (pre-RoPE) into a `kv::query_window` that `queries` points at (all rows it holds:
@@ -81,11 +82,11 @@ float squared_norm(const T* x, index_t d) {
 }
 
 /// y = R x for the averaged rotation above (O(D)).
-template <class X>
-void apply_averaged_rope(const std::vector<double>& cbar, const std::vector<double>& sbar, const X* x, float* y) {
+template <class X, class Y>
+void apply_averaged_rope(const std::vector<double>& cbar, const std::vector<double>& sbar, const X* x, Y* y) {
   const std::size_t ud = cbar.size(), half = ud / 2;
   for (std::size_t i = 0; i < ud; ++i)
-    y[i] = static_cast<float>(i < half ? cbar[i] * x[i] - sbar[i] * x[i + half] : cbar[i] * x[i] + sbar[i] * x[i - half]);
+    y[i] = static_cast<Y>(i < half ? cbar[i] * x[i] - sbar[i] * x[i + half] : cbar[i] * x[i] + sbar[i] * x[i - half]);
 }
 } // namespace detail
 
@@ -109,45 +110,31 @@ struct expected_attention {
     MEMBOUND_EXPECTS(s > n_sink && t > n_sink && n_sink >= 0 && n_future >= 1 && d % 2 == 0, config_error,
                      "expected_attention: S = ", s, ", T = ", t, ", n_sink = ", n_sink, ", n_future = ", n_future,
                      ", D = ", d, "; needs S, T > n_sink >= 0, n_future >= 1 and an even D");
-    const auto ud = static_cast<std::size_t>(d), half = ud / 2;
-    // Averaged rotation R (D,D): R_p = diag(cos) + diag(sin) P with P[i+D/2][i] = 1, P[i][i+D/2] = -1.
-    std::vector<double> rbar(ud * ud, 0.0), cbar, sbar;
+    const auto ud = static_cast<std::size_t>(d);
+    std::vector<double> cbar, sbar; // the averaged rotation R, applied in O(D) per vector
     detail::averaged_rope(in.rope_theta, d, s, n_future, cbar, sbar);
-    for (std::size_t i = 0; i < ud; ++i) {
-      rbar[i * ud + i] = cbar[i];
-      if (i < half) rbar[i * ud + i + half] = -sbar[i];
-      else rbar[i * ud + i - half] = sbar[i];
-    }
     const index_t m = s - n_sink;
     std::vector<double> acc(static_cast<std::size_t>(in.kv_heads() * m), 0.0), z(static_cast<std::size_t>(m));
-    std::vector<double> mu(ud), cov(ud * ud), mu2(ud), tmp(ud * ud), cov2(ud * ud);
+    std::vector<double> mu(ud), cov(ud * ud), mu2(ud), tmp(ud * ud), tr(ud * ud), cov2(ud * ud);
     for (index_t h = 0; h < hq; ++h) {
       const double cnt = static_cast<double>(t - n_sink);
       std::fill(mu.begin(), mu.end(), 0.0);
       for (index_t r = n_sink; r < t; ++r)
         for (std::size_t e = 0; e < ud; ++e) mu[e] += q(h, r, static_cast<index_t>(e)) / cnt;
-      std::fill(cov.begin(), cov.end(), 0.0);
-      if (use_covariance)
+      detail::apply_averaged_rope(cbar, sbar, mu.data(), mu2.data()); // mu' = R mu
+      if (use_covariance) {
+        std::fill(cov.begin(), cov.end(), 0.0);
         for (index_t r = n_sink; r < t; ++r)
           for (std::size_t a = 0; a < ud; ++a)
             for (std::size_t b = 0; b < ud; ++b)
               cov[a * ud + b] += (q(h, r, static_cast<index_t>(a)) - mu[a]) * (q(h, r, static_cast<index_t>(b)) - mu[b]) / cnt;
-      for (std::size_t a = 0; a < ud; ++a) { // mu' = R mu, Sigma' = R Sigma R^T
-        mu2[a] = 0.0;
-        for (std::size_t b = 0; b < ud; ++b) mu2[a] += rbar[a * ud + b] * mu[b];
+        // Sigma' = R Sigma R^T: rotate the rows of Sigma (Sigma R^T), then the rows of its
+        // transpose (R Sigma R^T is symmetric). O(D^2).
+        for (std::size_t a = 0; a < ud; ++a) detail::apply_averaged_rope(cbar, sbar, &cov[a * ud], &tmp[a * ud]);
+        for (std::size_t a = 0; a < ud; ++a)
+          for (std::size_t b = 0; b < ud; ++b) tr[b * ud + a] = tmp[a * ud + b];
+        for (std::size_t b = 0; b < ud; ++b) detail::apply_averaged_rope(cbar, sbar, &tr[b * ud], &cov2[b * ud]);
       }
-      for (std::size_t a = 0; a < ud; ++a)
-        for (std::size_t b = 0; b < ud; ++b) {
-          double v = 0.0;
-          for (std::size_t c = 0; c < ud; ++c) v += cov[a * ud + c] * rbar[b * ud + c];
-          tmp[a * ud + b] = v;
-        }
-      for (std::size_t a = 0; a < ud; ++a)
-        for (std::size_t b = 0; b < ud; ++b) {
-          double v = 0.0;
-          for (std::size_t c = 0; c < ud; ++c) v += rbar[a * ud + c] * tmp[c * ud + b];
-          cov2[a * ud + b] = v;
-        }
       const index_t g = h / grp;
       double mx = -std::numeric_limits<double>::infinity();
       for (index_t i = 0; i < m; ++i) {
@@ -262,9 +249,7 @@ struct expected_attention {
           out[us(i)] = (out[us(i)] + eps) * std::sqrt(detail::squared_norm(pg.values + jj * d, d));
         }
     }
-    float mxs = -std::numeric_limits<float>::infinity();
-    for (index_t i = n_sink; i < s; ++i) mxs = std::max(mxs, out[us(i)]);
-    for (index_t i = 0; i < n_sink; ++i) out[us(i)] = std::isfinite(mxs) ? mxs + 1.0f : 1.0f;
+    detail::protect_range(out, s, 0, n_sink);
   }
   /// Decode mode with its own scratch (allocates O(S D)).
   template <class T>

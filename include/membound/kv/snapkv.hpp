@@ -57,14 +57,6 @@ void snapkv_pool_add(const V* mean, index_t n, index_t kernel, pooling pool, dou
   }
 }
 
-/// Sets out[i] for i in [n, size) to max(out[0..n)) + 1 (1 when n = 0): kvpress's protection.
-inline void protect_tail(std::span<float> out, index_t n, index_t size) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (index_t i = 0; i < n; ++i) mx = std::max(mx, out[static_cast<std::size_t>(i)]);
-  const float v = std::isfinite(mx) ? mx + 1.0f : 1.0f;
-  for (index_t i = n; i < size; ++i) out[static_cast<std::size_t>(i)] = v;
-}
-
 } // namespace detail
 
 struct snapkv {
@@ -157,7 +149,7 @@ struct snapkv {
       detail::snapkv_pool_add(colsum, n, kernel, pool, static_cast<double>(grp), acc);
     }
     for (index_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = acc[i];
-    detail::protect_tail(out, n, s);
+    detail::protect_range(out, s, n, s);
   }
   /// Decode mode with its own scratch (allocates O(S D)).
   template <class T>
