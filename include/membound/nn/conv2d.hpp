@@ -11,8 +11,10 @@
 /// either the direct kernel `cpu::conv2d_direct` (register-blocked, no im2col; chosen when
 /// C_in k^2 <= 144, the first stem layers) or im2col into a workspace (C_in*k*k, Ho*Wo) and one GEMM per
 /// image (wider inputs), selectable with `conv2d_config::algorithm`; depthwise =
-/// `cpu::depthwise_conv2d_planes`. The bias is added inside the kernels (im2col: after the GEMM) and the
-/// activation runs on each output plane while it is in cache. Costs: 2 B C_out C_in k^2 Ho Wo
+/// `cpu::depthwise_conv2d_planes`, over the whole batch in one call when there is no activation
+/// (so its prefetch crosses images and a large output streams past the caches), else image by
+/// image. The bias is added inside the kernels (im2col: after the GEMM) and the activation runs on
+/// each image's output while it is in cache. Costs: 2 B C_out C_in k^2 Ho Wo
 /// flops (dense), 2 B C k^2 Ho Wo (depthwise). The only allocation is the workspace, sized on
 /// first use and reused.
 
@@ -103,6 +105,14 @@ struct conv2d {
     const cpu::conv_geometry g{h, w, cfg.kernel, cfg.stride, cfg.padding};
     const index_t plane = ho * wo;
     const float* bptr = bias.data();
+    if (cfg.groups != 1 && cfg.act == activation::identity) {
+      // Depthwise without an activation: the whole batch in one call, so the prefetch runs across
+      // images and a large output leaves with streaming stores. (With an activation, image by image
+      // below, so each image's output is still in L2 when the activation passes over it.)
+      reserve(cpu::depthwise_scratch_floats<B>(g));
+      cpu::depthwise_conv2d_planes<B>(x.data(), cfg.out_channels, weight.data(), bptr, y.data(), g, workspace.data(), b);
+      return;
+    }
     for (index_t n = 0; n < b; ++n) {
       const float* xn = x.data() + n * cfg.in_channels * h * w;
       float* yn = y.data() + n * cfg.out_channels * plane;

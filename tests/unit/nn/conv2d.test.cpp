@@ -4,7 +4,10 @@
 // against conv + BatchNorm2d in eval mode (tools/make_nn_layer_fixtures.py), and bad settings.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -120,6 +123,76 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
     cpu::depthwise_conv2d_planes<backend::scalar>(x.data(), ch, w.data(), b.data(), y0.data(), g, nullptr);
     cpu::depthwise_conv2d_planes<>(x.data(), ch, w.data(), b.data(), y1.data(), g, scratch.data());
     CHECK(std::memcmp(y0.data(), y1.data(), static_cast<std::size_t>(y0.size()) * sizeof(float)) == 0);
+  }
+  {
+    // Batches (the filters repeat per image) through both AVX-512 stride-1 kernels: rows of 56
+    // and 28 run the rolling-row kernel (one pass of 4 or 2 vectors), rows of 7 the interleaved
+    // one; 7x7 planes of 6 MiB in all stay cached, 56x56 x 6 x 128 (9.6 MB) streams through the
+    // staging buffer, whole lines at a time.
+    struct batch_case {
+      index_t b, ch, side, k;
+    };
+    for (const batch_case bc : {batch_case{3, 20, 28, 5}, batch_case{2, 35, 7, 7}, batch_case{6, 128, 56, 7},
+                                batch_case{4, 17, 30, 3}}) {
+      const cpu::conv_geometry g{bc.side, bc.side, bc.k, 1, bc.k / 2};
+      CAPTURE(bc.b);
+      CAPTURE(bc.ch);
+      CAPTURE(bc.side);
+      CAPTURE(bc.k);
+      array<float> x({bc.b, bc.ch, bc.side, bc.side}), w({bc.ch, bc.k, bc.k}), b({bc.ch}); // (B,C,H,W) (C,k,k) (C)
+      array<float> y0({bc.b, bc.ch, bc.side, bc.side}), y1({bc.b, bc.ch, bc.side, bc.side}); // (B,C,H,W)
+      for (auto* v : {&x, &w, &b})
+        for (float& e : v->view().span()) e = nd(gen);
+      std::fill_n(y1.data(), y1.size(), std::nanf(""));
+      array<float> scratch({cpu::depthwise_scratch_floats<>(g)}); // (n)
+      cpu::depthwise_conv2d_planes<backend::scalar>(x.data(), bc.ch, w.data(), b.data(), y0.data(), g, nullptr, bc.b);
+      cpu::depthwise_conv2d_planes<>(x.data(), bc.ch, w.data(), b.data(), y1.data(), g, scratch.data(), bc.b);
+      CHECK(std::memcmp(y0.data(), y1.data(), static_cast<std::size_t>(y0.size()) * sizeof(float)) == 0);
+      // and image by image, through the one-image call
+      const index_t img_in = bc.ch * bc.side * bc.side;
+      for (index_t n = 0; n < bc.b; ++n)
+        cpu::depthwise_conv2d_planes<>(x.data() + n * img_in, bc.ch, w.data(), b.data(), y1.data() + n * img_in, g,
+                                       scratch.data());
+      CHECK(std::memcmp(y0.data(), y1.data(), static_cast<std::size_t>(y0.size()) * sizeof(float)) == 0);
+    }
+  }
+  {
+    // Zero padding contributes w * 0 on every path: signed zeros (bias -0, negative weights, zero
+    // input) and NaNs (an infinite weight against the padding) come out as in the scalar twin.
+    for (index_t side : {7, 28}) {
+      const cpu::conv_geometry g{side, side, 5, 1, 2};
+      const index_t ch = 16;
+      std::vector<float> x(static_cast<std::size_t>(ch * side * side), 0.0f), w(static_cast<std::size_t>(ch * 25)),
+          b(static_cast<std::size_t>(ch), -0.0f);
+      for (index_t c = 0; c < ch; ++c)
+        for (index_t t = 0; t < 25; ++t) {
+          const index_t ky = t / 5;
+          float v = c % 2 == 0 ? -0.25f : (t % 3 == 0 ? 0.5f : -0.25f); // even channels: negative only
+          if (c == 1) v = ky >= 2 ? -0.25f : 0.5f; // output row 0: positive taps on the padding rows only
+          w[static_cast<std::size_t>(c * 25 + t)] = v;
+        }
+      w[25 * 3 + 7] = std::numeric_limits<float>::infinity(); // channel 3
+      x[static_cast<std::size_t>(5 * side * side + side + 1)] = 2.0f; // channel 5: one nonzero
+      std::vector<float> y0(x.size()), y1(x.size(), 1.0f), scratch(static_cast<std::size_t>(cpu::depthwise_scratch_floats<>(g)));
+      cpu::depthwise_conv2d_planes<backend::scalar>(x.data(), ch, w.data(), b.data(), y0.data(), g, nullptr);
+      cpu::depthwise_conv2d_planes<>(x.data(), ch, w.data(), b.data(), y1.data(), g, scratch.data());
+      int nans = 0, neg_zeros = 0;
+      for (std::size_t i = 0; i < y0.size(); ++i) {
+        if (std::isnan(y0[i])) {
+          ++nans;
+          CHECK(std::isnan(y1[i]));
+        } else {
+          CHECK(std::bit_cast<std::uint32_t>(y0[i]) == std::bit_cast<std::uint32_t>(y1[i]));
+        }
+        neg_zeros += y0[i] == 0.0f && std::signbit(y0[i]) ? 1 : 0;
+      }
+      CHECK(nans > 0);      // inf * 0 (channel 3)
+      CHECK(neg_zeros > 0); // even channels: -0 + (-0.25) * 0 + ... stays -0
+      // channel 1, output (0,0): -0 + 0.5 * 0 (a padding row's tap) = +0, and the other taps keep it +0
+      const float corner = y1[static_cast<std::size_t>(side * side)];
+      CHECK(corner == 0.0f);
+      CHECK_FALSE(std::signbit(corner));
+    }
   }
   const cpu::conv_geometry bad{4, 4, 3, 3, 1};
   float dummy = 0;

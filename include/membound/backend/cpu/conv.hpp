@@ -10,10 +10,13 @@
 /// apart), so every filter tap is one unaligned vector load with no bounds test; output rows are
 /// computed in register blocks of vectors along x (the last block of a row overlaps the previous
 /// one instead of running a scalar tail), several rows (depthwise) or 4 output channels (dense)
-/// at a time. AVX-512 paths: depthwise at stride 1 runs groups of 16 channels in a
+/// at a time. AVX-512 paths: depthwise at stride 1 on rows of at least 12 outputs runs plane by
+/// plane with rolling rows (each input row is loaded once per tap column and feeds the k output
+/// rows that read it, k x up to 4 vectors of accumulators in registers; the next plane is
+/// prefetched meanwhile and outputs of 8 MiB or more leave from an L1 staging buffer with
+/// streaming stores as rows complete); on narrower rows it runs groups of 16 channels in a
 /// channel-interleaved layout (16 x 16 transposes in and out; aligned loads; each loaded input
-/// vector feeds k taps from registers; outputs of 8 MiB or more leave with streaming stores);
-/// dense with C_out a multiple of 16 vectorises over output channels (packed weights, one
+/// vector feeds k taps from registers); dense with C_out a multiple of 16 vectorises over output channels (packed weights, one
 /// broadcast input per position and tap, a window of the k padded input rows per output row).
 /// Costs: 2 k^2 flops per output (depthwise), 2 C_in k^2 per output (dense); scratch from
 /// `conv_scratch_floats` / `depthwise_scratch_floats`, supplied by the caller (no allocation).
@@ -290,6 +293,15 @@ MEMBOUND_ALWAYS_INLINE void dense_row(const float* row, const padded_plane& p, i
   });
 }
 
+/// Whether the rolling-row kernel suits output rows of wo columns: its vectors run along a row,
+/// so at least 3/4 of their lanes must be used (wo >= 12; 16 < wo < 24 and the like fail).
+/// Narrower rows go through the channel-interleaved kernel (16 channels per vector).
+inline bool rolling_fits(index_t wo) noexcept { return 4 * wo >= 3 * 16 * ((wo + 15) / 16); }
+
+/// Row stride (floats) of the zero-bordered plane copy the rolling-row kernel reads: whole vectors
+/// of output columns plus the k - 1 columns the taps reach past them.
+inline index_t rolling_stride(const conv_geometry& g) noexcept { return (g.out_w() + 15) / 16 * 16 + g.k - 1; }
+
 template <class B>
 constexpr index_t conv_lanes() noexcept {
   if constexpr (std::is_same_v<B, backend::scalar>) return 1;
@@ -458,6 +470,139 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   if (nt) _mm_sfence();
 }
 
+/// Memory traffic of the rolling-row kernel, spread over the rows of its passes so it overlaps
+/// the FMAs: the next plane's input is prefetched (into L2) during the first pass, and during the
+/// last pass each output row, once complete, leaves the L1 staging buffer in whole 64-byte lines
+/// with non-temporal stores.
+struct rolling_traffic {
+  const char* prefetch = nullptr; ///< the next plane's input, or null
+  index_t prefetch_lines = 0;
+  float* out = nullptr; ///< the plane's destination when staged (64-byte aligned, ho*wo a multiple of 16), or null
+};
+
+/// One pass of the rolling-row depthwise kernel (stride 1, K x K) over NV vectors of 16 output
+/// columns from x0. `P` holds the input rows with `pad` zero columns on the left, row stride S;
+/// padded rows above and below the input are not stored. Each input row is read once: per tap
+/// column kx one (unaligned) load per vector, which feeds the K output rows that read this input
+/// row (K x NV accumulators stay in registers), so a vector of outputs costs K loads, K^2
+/// broadcasts and K^2 FMAs, and no shuffles. Each accumulator still sees bias, then its taps in
+/// (ky, kx) order. A zero-padding row adds `zk[ky]`, the sum of its K products w * 0 in order, to
+/// the accumulators that read it (bit for bit the same as adding them one by one: every product
+/// is a signed zero or a NaN). `last`: this pass completes the output rows (streams them out when
+/// t.out is set); `first`: it prefetches.
+template <int K, int NV>
+void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const float* wk, const float* zk,
+                       float bias, float* y, index_t x0, const rolling_traffic& t, bool first, bool last) noexcept {
+  const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1;
+  const char* pf = first ? t.prefetch : nullptr;
+  const char* const pf_end = pf + (first ? 64 * t.prefetch_lines : 0);
+  float* const out = last ? t.out : nullptr;
+  index_t streamed = 0; // output floats streamed out so far (whole lines)
+  __m512 acc[K][NV]; // before row r: acc[j] holds output row r - (K - 1) + j, which reads it with ky = K - 1 - j
+  __mmask16 sm[NV];  // store masks of the NV output vectors
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const index_t n = std::clamp<index_t>(wo - x0 - 16 * v, 0, 16);
+    sm[v] = static_cast<__mmask16>((1u << n) - 1u);
+  }
+  const __m512 bv = _mm512_set1_ps(bias);
+  // One padded input row r. Checked: some output rows r - ky fall outside [0, ho) (the first
+  // and last K - 1 rows). The loop body stays one row long: the accumulators rotate by register
+  // moves (a K-fold unrolled ring measured no faster and is K times the code).
+  auto step = [&]<bool Checked>(index_t r) MEMBOUND_INLINE_LAMBDA {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[K - 1][v] = bv;
+    const index_t iy = r - g.pad;
+    if (iy >= 0 && iy < g.h) {
+      const float* src = P + iy * S + x0;
+      const float* wr = wk;
+      asm("" : "+r"(wr)); // the K^2 broadcasts stay in the row (hoisted, they would be spilled)
+#pragma GCC unroll 8
+      for (int kx = 0; kx < K; ++kx) {
+        __m512 sh[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) sh[v] = _mm512_loadu_ps(src + 16 * v + kx);
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) {
+          const int ky = K - 1 - j;
+          if (Checked && (r - ky < 0 || r - ky >= ho)) continue;
+          const __m512 wv = _mm512_set1_ps(wr[ky * K + kx]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(wv, sh[v], acc[j][v]);
+        }
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < K; ++j) {
+        const int ky = K - 1 - j;
+        if (r - ky < 0 || r - ky >= ho) continue;
+        const __m512 z = _mm512_set1_ps(zk[ky]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_add_ps(acc[j][v], z);
+      }
+    }
+    const index_t done = r - (K - 1); // output row acc[0] is complete
+    if (!Checked || done >= 0) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + done * wo + x0 + 16 * v, sm[v], acc[0][v]);
+      if (out != nullptr) // the whole lines now complete leave while in L1
+        for (const index_t ready = (done + 1) * wo / 16 * 16; streamed < ready; streamed += 16)
+          _mm512_stream_ps(out + streamed, _mm512_loadu_ps(y + streamed));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j + 1 < K; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[j][v] = acc[j + 1][v];
+    for (int l = 0; l < 4 && pf < pf_end; ++l, pf += 64) __builtin_prefetch(pf, 0, 2); // 4 lines a row
+  };
+  const index_t lo = std::min<index_t>(K - 1, ho); // rows [lo, ho) need no checks
+  index_t r = 0;
+  for (; r < lo; ++r) step.template operator()<true>(r);
+  for (; r < ho; ++r) step.template operator()<false>(r);
+  for (; r < rows; ++r) step.template operator()<true>(r);
+  for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
+}
+
+/// Copies rows of w floats (row stride w) into a padded buffer (row stride S).
+inline void copy_rows(const float* src, float* dst, index_t rows, index_t w, index_t S) noexcept {
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t j = 0; j < w; j += 16) {
+      const __mmask16 m = static_cast<__mmask16>((1u << std::min<index_t>(16, w - j)) - 1u);
+      _mm512_mask_storeu_ps(dst + r * S + j, m, _mm512_maskz_loadu_ps(m, src + r * w + j));
+    }
+}
+
+/// Stride-1 depthwise convolution of one plane x (h,w) -> y (ho,wo) by rolling rows (see
+/// depthwise_rolling). The plane is copied into `P` (g.h rows of rolling_stride(g) floats whose
+/// borders are already zero), then the output columns run in passes of at most 4 vectors, split
+/// evenly (one pass up to 64 columns). With t.out set, y is an L1 staging buffer and the plane
+/// streams out to t.out as its rows complete.
+template <int K>
+void depthwise_plane_rolling(const float* x, const float* wk, float bias, float* y, const conv_geometry& g,
+                             float* P, const rolling_traffic& t) noexcept {
+  const index_t S = rolling_stride(g), wo = g.out_w();
+  copy_rows(x, P + g.pad, g.h, g.w, S);
+  float zk[K]; // per filter row: the K products w * 0 summed in order
+  for (int ky = 0; ky < K; ++ky) {
+    float z = wk[ky * K] * 0.0f;
+    for (int kx = 1; kx < K; ++kx) z = z + wk[ky * K + kx] * 0.0f;
+    zk[ky] = z;
+  }
+  const index_t nvec = (wo + 15) / 16, passes = (nvec + 3) / 4;
+  index_t x0 = 0;
+  for (index_t p = 0; p < passes; ++p) {
+    const index_t nv = nvec / passes + (p < nvec % passes ? 1 : 0);
+    const bool first = p == 0, last = p + 1 == passes;
+    switch (nv) {
+    case 1: depthwise_rolling<K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 2: depthwise_rolling<K, 2>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 3: depthwise_rolling<K, 3>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    default: depthwise_rolling<K, 4>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    }
+    x0 += 16 * nv;
+  }
+}
+
 /// Dense convolution vectorised over output channels: NV vectors of 16 output channels times P
 /// consecutive output positions in registers; per tap one weight vector per 16 channels and one
 /// broadcast input per position. `pads` are the phase-split padded input planes, `wpk` the
@@ -544,17 +689,21 @@ template <class B = backend::best_cpu>
 index_t depthwise_scratch_floats(const conv_geometry& g) {
   const index_t ho = g.out_h(), wo = g.out_w();
   const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + ho * wo * 16 + 16;
-  return std::max(grouped, conv_scratch_floats<B>(g, 1));
+  return std::max({grouped, g.h * detail::rolling_stride(g) + ho * wo, conv_scratch_floats<B>(g, 1)});
 }
 
-/// Depthwise convolution of `channels` consecutive planes x (C,h,w) -> y (C,ho,wo) with filters
-/// w (C,k,k) and bias (C) or null. On AVX-512 at stride 1, groups of 16 channels run through a
-/// channel-interleaved layout (aligned vector loads, the k x k taps reuse registers along x);
-/// other cases run `depthwise_conv2d` plane by plane. Per output the sum is bias, then taps in
-/// (ky, kx) order, on every path. scratch: depthwise_scratch_floats<B>(g) floats.
+/// Depthwise convolution of `batch` images of `channels` consecutive planes, x (batch,C,h,w) ->
+/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. On AVX-512 at stride 1: rows
+/// of at least 12 outputs (3/4 of the vector lanes used) run plane by plane through the
+/// rolling-row kernel, narrower ones in groups of 16 channels through the channel-interleaved
+/// kernel; either prefetches the next plane or group, across image boundaries too. Other cases
+/// run `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming
+/// stores. Per output the sum is bias, then taps in (ky, kx) order, on every path (results equal
+/// the scalar twin's bit for bit, signed zeros and NaNs from the padding included).
+/// scratch: depthwise_scratch_floats<B>(g) floats. Complexity: 2 k^2 flops per output.
 template <class B = backend::best_cpu>
 void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, const float* bias, float* y,
-                             const conv_geometry& g, float* scratch);
+                             const conv_geometry& g, float* scratch, index_t batch = 1);
 
 /// Depthwise convolution of one plane: y (ho,wo) = bias + sum_{ky,kx} wk[ky,kx] x[s oy + ky - pad,
 /// s ox + kx - pad] with zeros outside x (h,w); wk is the (k,k) filter. `scratch` holds at least
@@ -620,11 +769,52 @@ void depthwise_conv2d(const float* x, const float* wk, float bias, float* y, con
 
 template <class B>
 void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, const float* bias, float* y,
-                             const conv_geometry& g, float* scratch) {
+                             const conv_geometry& g, float* scratch, index_t batch) {
   g.check("depthwise_conv2d");
+  MEMBOUND_EXPECTS(batch >= 0 && channels >= 0, shape_error, "depthwise_conv2d_planes: batch ", batch, " and channels ",
+                   channels, " must be non-negative");
   const index_t kk = g.k * g.k, plane_in = g.h * g.w, plane_out = g.out_h() * g.out_w();
-  // Outputs of 8 MiB or more bypass the caches (as the other streaming kernels do).
-  [[maybe_unused]] const bool stream = channels * plane_out * 4 >= static_cast<index_t>(detail::stream_threshold_bytes);
+  // Outputs of 8 MiB or more in all bypass the caches (as the other streaming kernels do).
+  [[maybe_unused]] const bool stream =
+      static_cast<double>(batch) * static_cast<double>(channels * plane_out) * 4.0 >=
+      static_cast<double>(detail::stream_threshold_bytes);
+#if MEMBOUND_HAS_AVX512
+  if constexpr (detail::grouped_depthwise<B>())
+    if (g.stride == 1 && g.k >= 2 && detail::rolling_fits(g.out_w())) {
+      const index_t S = detail::rolling_stride(g), planes = batch * channels;
+      float* P = scratch;
+      std::fill_n(P, g.h * S, 0.0f); // the borders stay zero; each plane fills the interior
+      // Streaming: each plane is computed into an L1 staging buffer and leaves in whole lines.
+      const bool nt = stream && plane_out % 16 == 0 && reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
+      float* stage = scratch + g.h * S;
+      for (index_t n = 0; n < planes; ++n) {
+        const index_t c = n % channels;
+        const float* xc = x + n * plane_in;
+        const float bc = bias != nullptr ? bias[c] : 0.0f;
+        detail::rolling_traffic t;
+        if (n + 1 < planes) {
+          t.prefetch = reinterpret_cast<const char*>(xc + plane_in);
+          t.prefetch_lines = (plane_in * 4 + 63) / 64;
+        }
+        float* yc = y + n * plane_out;
+        if (nt) {
+          t.out = yc;
+          yc = stage;
+        }
+        switch (g.k) {
+        case 7: detail::depthwise_plane_rolling<7>(xc, w + c * kk, bc, yc, g, P, t); break;
+        case 6: detail::depthwise_plane_rolling<6>(xc, w + c * kk, bc, yc, g, P, t); break;
+        case 5: detail::depthwise_plane_rolling<5>(xc, w + c * kk, bc, yc, g, P, t); break;
+        case 4: detail::depthwise_plane_rolling<4>(xc, w + c * kk, bc, yc, g, P, t); break;
+        case 3: detail::depthwise_plane_rolling<3>(xc, w + c * kk, bc, yc, g, P, t); break;
+        default: detail::depthwise_plane_rolling<2>(xc, w + c * kk, bc, yc, g, P, t); break;
+        }
+      }
+      if (nt) _mm_sfence();
+      return;
+    }
+#endif
+  for (index_t n = 0; n < batch; ++n, x += channels * plane_in, y += channels * plane_out) {
   index_t c = 0;
 #if MEMBOUND_HAS_AVX512
   if constexpr (detail::grouped_depthwise<B>())
@@ -634,7 +824,10 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
         const float* wc = w + c * kk;
         const float* bc = bias != nullptr ? bias + c : nullptr;
         float* yc = y + c * plane_out;
-        const float* nx = c + 32 <= channels ? xc + 16 * plane_in : nullptr;
+        // The next group to run: the next 16 planes of this image, else the next image's first 16.
+        const float* nx = c + 32 <= channels ? xc + 16 * plane_in
+                          : n + 1 < batch && channels >= 16 ? x + channels * plane_in
+                                                            : nullptr;
         switch (g.k) {
         case 1: detail::depthwise16_s1<1>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
         case 2: detail::depthwise16_s1<2>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
@@ -648,6 +841,7 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
 #endif
   for (; c < channels; ++c)
     depthwise_conv2d<B>(x + c * plane_in, w + c * kk, bias != nullptr ? bias[c] : 0.0f, y + c * plane_out, g, scratch);
+  }
 }
 
 /// Dense direct convolution of one image: y (C_out,ho,wo) = bias + W (C_out,C_in,k,k) * x
