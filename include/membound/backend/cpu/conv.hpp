@@ -10,7 +10,7 @@
 /// apart), so every filter tap is one unaligned vector load with no bounds test; output rows are
 /// computed in register blocks of vectors along x (the last block of a row overlaps the previous
 /// one instead of running a scalar tail), several rows (depthwise) or 4 output channels (dense)
-/// at a time. AVX-512 paths: depthwise at stride 1 on rows of at least 12 outputs runs plane by
+/// at a time. AVX-512 paths: depthwise at stride 1, odd k >= 3, on rows of at least 12 outputs runs plane by
 /// plane with rolling rows (each input row is loaded once per tap column and feeds the k output
 /// rows that read it, k x up to 4 vectors of accumulators in registers; the next plane is
 /// prefetched meanwhile and outputs of 8 MiB or more leave from an L1 staging buffer with
@@ -555,11 +555,10 @@ void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const 
       for (int v = 0; v < NV; ++v) acc[j][v] = acc[j + 1][v];
     for (int l = 0; l < 4 && pf < pf_end; ++l, pf += 64) __builtin_prefetch(pf, 0, 2); // 4 lines a row
   };
-  const index_t lo = std::min<index_t>(K - 1, ho); // rows [lo, ho) need no checks
-  index_t r = 0;
-  for (; r < lo; ++r) step.template operator()<true>(r);
-  for (; r < ho; ++r) step.template operator()<false>(r);
-  for (; r < rows; ++r) step.template operator()<true>(r);
+  for (index_t r = 0; r < rows; ++r) { // rows [K - 1, ho) need no checks
+    if (r >= K - 1 && r < ho) step.template operator()<false>(r);
+    else step.template operator()<true>(r);
+  }
   for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
 }
 
@@ -693,9 +692,9 @@ index_t depthwise_scratch_floats(const conv_geometry& g) {
 }
 
 /// Depthwise convolution of `batch` images of `channels` consecutive planes, x (batch,C,h,w) ->
-/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. On AVX-512 at stride 1: rows
-/// of at least 12 outputs (3/4 of the vector lanes used) run plane by plane through the
-/// rolling-row kernel, narrower ones in groups of 16 channels through the channel-interleaved
+/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. On AVX-512 at stride 1: odd
+/// k >= 3 on rows of at least 12 outputs (3/4 of the vector lanes used) run plane by plane through
+/// the rolling-row kernel, other cases in groups of 16 channels through the channel-interleaved
 /// kernel; either prefetches the next plane or group, across image boundaries too. Other cases
 /// run `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming
 /// stores. Per output the sum is bias, then taps in (ky, kx) order, on every path (results equal
@@ -780,7 +779,7 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
       static_cast<double>(detail::stream_threshold_bytes);
 #if MEMBOUND_HAS_AVX512
   if constexpr (detail::grouped_depthwise<B>())
-    if (g.stride == 1 && g.k >= 2 && detail::rolling_fits(g.out_w())) {
+    if (g.stride == 1 && g.k % 2 == 1 && g.k >= 3 && detail::rolling_fits(g.out_w())) {
       const index_t S = detail::rolling_stride(g), planes = batch * channels;
       float* P = scratch;
       std::fill_n(P, g.h * S, 0.0f); // the borders stay zero; each plane fills the interior
@@ -803,11 +802,8 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
         }
         switch (g.k) {
         case 7: detail::depthwise_plane_rolling<7>(xc, w + c * kk, bc, yc, g, P, t); break;
-        case 6: detail::depthwise_plane_rolling<6>(xc, w + c * kk, bc, yc, g, P, t); break;
         case 5: detail::depthwise_plane_rolling<5>(xc, w + c * kk, bc, yc, g, P, t); break;
-        case 4: detail::depthwise_plane_rolling<4>(xc, w + c * kk, bc, yc, g, P, t); break;
-        case 3: detail::depthwise_plane_rolling<3>(xc, w + c * kk, bc, yc, g, P, t); break;
-        default: detail::depthwise_plane_rolling<2>(xc, w + c * kk, bc, yc, g, P, t); break;
+        default: detail::depthwise_plane_rolling<3>(xc, w + c * kk, bc, yc, g, P, t); break;
         }
       }
       if (nt) _mm_sfence();
