@@ -67,25 +67,23 @@ struct linear {
     // right after the GEMM wrote it, instead of a second trip through memory.
     const index_t n = x.extent(0), c = out_features(), block = std::max<index_t>(16, (32 * 1024) / c);
     const auto wt = view<const float>(weight).transpose(); // (C_in,C_out)
-    const bool flat = z.contiguous() && y.contiguous(); // a row block is one span: no per-row calls
+    const bool flat = z.contiguous() && y.contiguous(); // a row block is one span: one activation call
+    const index_t zs = z.stride(0), ys = y.stride(0); // rows are contiguous (check)
+    float* const zp = z.data();
     for (index_t r0 = 0; r0 < n; r0 += block) {
       const index_t r1 = std::min(n, r0 + block);
-      auto zb = z.slice(0, r0, r1);
-      cpu::gemm(x.slice(0, r0, r1), wt, zb); // (rows,C_out)
+      cpu::gemm(x.slice(0, r0, r1), wt, z.slice(0, r0, r1)); // (rows,C_out)
+      if (const float* b = bias.data(); b != nullptr)
+        for (index_t r = r0; r < r1; ++r)
+          for (index_t j = 0; j < c; ++j) zp[r * zs + j] += b[j]; // = axpy(1, b, z row): 1 * b is exact
+      if (act == activation::identity && y.data() == z.data()) continue;
       if (flat) {
-        float* zp = zb.data();
         const std::size_t len = static_cast<std::size_t>((r1 - r0) * c);
-        if (const float* b = bias.data(); b != nullptr)
-          for (index_t r = 0; r < r1 - r0; ++r)
-            for (index_t j = 0; j < c; ++j) zp[r * c + j] += b[j]; // = axpy(1, b, z row): 1 * b is exact
-        if (act != activation::identity || y.data() != z.data())
-          activation_forward(act, std::span<const float>(zp, len), std::span<float>(y.data() + r0 * c, len));
-        continue;
-      }
-      for (index_t r = r0; r < r1; ++r) {
-        const auto zr = z.select(0, r).span();
-        if (bias.data() != nullptr) cpu::axpy(1.0f, std::span<const float>(bias.span()), zr);
-        if (act != activation::identity || y.data() != z.data()) activation_forward(act, zr, y.select(0, r).span());
+        activation_forward(act, std::span<const float>(zp + r0 * c, len), std::span<float>(y.data() + r0 * c, len));
+      } else {
+        for (index_t r = r0; r < r1; ++r)
+          activation_forward(act, std::span<const float>(zp + r * zs, static_cast<std::size_t>(c)),
+                             std::span<float>(y.data() + r * ys, static_cast<std::size_t>(c)));
       }
     }
   }
