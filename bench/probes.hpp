@@ -13,7 +13,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -92,7 +94,62 @@ inline void probe_fma(bm::State& st) {
   flops(st, 2.0 * probe_lanes * 12 * steps);
 }
 
+/// The x86-64 ISA level these flags compile for (psABI levels: v2 = SSE4.2 + POPCNT, v3 = AVX2 +
+/// FMA + F16C + BMI, v4 = AVX-512 F/BW/DQ/VL/CD).
+inline const char* compiled_isa_level() {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
+    defined(__AVX512CD__)
+  return "x86-64-v4";
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && defined(__BMI2__)
+  return "x86-64-v3";
+#elif defined(__SSE4_2__) && defined(__POPCNT__)
+  return "x86-64-v2";
+#else
+  return "x86-64";
+#endif
+}
+
+/// The CPU model and the highest x86-64 level its flags support, from /proc/cpuinfo (Linux).
+struct host_cpu {
+  std::string model = "unknown", level = "unknown", family_model;
+};
+inline host_cpu describe_host() {
+  host_cpu h;
+  std::ifstream f("/proc/cpuinfo");
+  std::string line, flags, family, model;
+  auto value = [](const std::string& l) {
+    const auto c = l.find(':');
+    return c == std::string::npos ? std::string() : l.substr(std::min(l.size(), c + 2));
+  };
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0 && h.model == "unknown") h.model = value(line);
+    else if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value(line);
+    else if (line.rfind("model", 0) == 0 && line.rfind("model name", 0) != 0 && model.empty()) model = value(line);
+    else if (line.rfind("flags", 0) == 0 && flags.empty()) flags = " " + value(line) + " ";
+  }
+  h.family_model = "family " + family + " model " + model;
+  if (flags.empty()) return h;
+  auto has = [&](std::initializer_list<const char*> fs) {
+    for (const char* x : fs)
+      if (flags.find(std::string(" ") + x + " ") == std::string::npos) return false;
+    return true;
+  };
+  h.level = "x86-64";
+  if (has({"sse4_2", "popcnt", "ssse3", "cx16"})) h.level = "x86-64-v2";
+  if (h.level == "x86-64-v2" && has({"avx2", "fma", "f16c", "bmi1", "bmi2", "movbe", "abm"})) h.level = "x86-64-v3";
+  if (h.level == "x86-64-v3" && has({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"})) h.level = "x86-64-v4";
+  return h;
+}
+
+/// One line naming the machine and the ISA levels, printed with every table of figures.
+inline std::string machine_line() {
+  const host_cpu h = describe_host();
+  return h.model + " (" + h.family_model + "); compiled for " + compiled_isa_level() + ", backend " +
+         std::string(backend::best_cpu::name) + "; host supports " + h.level;
+}
+
 /// Single-thread figures: oneDNN's OpenMP pool to one thread, the process pinned to CPU 0.
+/// Also records the machine (CPU model, ISA level compiled for and detected) in the context.
 inline void pin_single_thread() {
 #if defined(_OPENMP)
   omp_set_num_threads(1);
@@ -101,6 +158,10 @@ inline void pin_single_thread() {
   CPU_ZERO(&set);
   CPU_SET(0, &set);
   const bool pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
+  const host_cpu h = describe_host();
+  bm::AddCustomContext("cpu_model", h.model + " (" + h.family_model + ")");
+  bm::AddCustomContext("isa_compiled_for", compiled_isa_level());
+  bm::AddCustomContext("isa_host_supports", h.level);
   bm::AddCustomContext("membound_cpu_backend", std::string(backend::best_cpu::name));
   bm::AddCustomContext("pinned_to_cpu0", pinned ? "yes" : "no");
   bm::AddCustomContext("threads", "1");
@@ -144,7 +205,8 @@ public:
 /// Prints kernel / baseline ratios for the rows whose counters were recorded.
 template <std::size_t N>
 void print_ratios(const recording_reporter& rep, const ratio_row (&table)[N]) {
-  std::printf("\n%-22s %-18s %-9s %10s %10s %7s %7s %7s %s\n", "kernel", "baseline", "unit", "kernel", "baseline",
+  std::printf("\nmachine: %s\n", machine_line().c_str());
+  std::printf("%-22s %-18s %-9s %10s %10s %7s %7s %7s %s\n", "kernel", "baseline", "unit", "kernel", "baseline",
               "best", "median", "target", "met (best)");
   auto get = [](const auto& m, const char* name, const char* counter) -> double {
     const auto it = m.find(name);

@@ -15,7 +15,7 @@ configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/membound-config.cmake
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/membound-config-version.cmake"
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES "${PROJECT_BINARY_DIR}/membound-config.cmake" "${PROJECT_BINARY_DIR}/membound-config-version.cmake"
-  DESTINATION "${CMAKE_INSTALL_DATADIR}/cmake/membound")
+  "${PROJECT_SOURCE_DIR}/cmake/MemboundFindOneDNN.cmake" DESTINATION "${CMAKE_INSTALL_DATADIR}/cmake/membound")
 
 # pkg-config: Eigen, xsimd and nlohmann_json have .pc files on Debian; oneDNN does not, so the
 # .pc file leaves it out and the README shows how to add it (-DMEMBOUND_HAS_ONEDNN=1 -ldnnl).

@@ -1,30 +1,50 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Fuzz smoke test: configures a clang build in build/fuzz, builds fuzz_safetensors and runs it for
-# SECONDS (default 60) with -max_len=4096 on a copy of tests/fuzz/corpus. Exits non-zero if the
-# build fails or the fuzzer finds a crash (its reproducer is left in build/fuzz/artifacts/).
-# Usage: tests/fuzz/run_smoke.sh [SECONDS]     (env: JOBS=2 build parallelism, CXX=clang++)
+# Fuzz runs: configures a clang build in build/fuzz, builds the libFuzzer targets and runs each for
+# SECONDS (default 60) on a copy of its seed corpus, with its dictionary:
+#   fuzz_safetensors  tests/fuzz/corpus        tests/fuzz/safetensors.dict   (safetensors buffer reader)
+#   fuzz_index        tests/fuzz/corpus_index  tests/fuzz/index.dict         (sharded index JSON)
+# Exits non-zero if the build fails or a fuzzer finds a crash (its reproducer is left in
+# build/fuzz/artifacts/). The last lines of each run (executions, coverage, features) are printed.
+# Usage: tests/fuzz/run_smoke.sh [SECONDS] [TARGET ...]
+#   env: JOBS=2 build parallelism, CXX=clang++, MAX_LEN=4096 (-max_len), FUZZ_BUILD=build/fuzz (build
+#   folder), FUZZ_OUT=$FUZZ_BUILD (logs, working corpora, artifacts)
+#   The long runs recorded in tests/fuzz/README.md: MAX_LEN=65536 tests/fuzz/run_smoke.sh 3600 TARGET
 set -euo pipefail
 seconds="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="$root/build/fuzz"
+build="${FUZZ_BUILD:-$root/build/fuzz}"
+out="${FUZZ_OUT:-$build}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="${CXX:-clang++}" \
   -DMEMBOUND_FUZZ=ON -DMEMBOUND_BUILD_TESTS=OFF -DMEMBOUND_BUILD_BENCH=OFF -DMEMBOUND_BUILD_EXAMPLES=OFF \
   -DMEMBOUND_INSTALL=OFF >/dev/null
-cmake --build "$build" --target fuzz_safetensors -j "${JOBS:-2}"
-work="$build/corpus_safetensors"
-rm -rf "$work"
-mkdir -p "$work" "$build/artifacts"
-cp "$root"/tests/fuzz/corpus/* "$work"/
-echo "fuzz_safetensors: running for ${seconds}s on a copy of tests/fuzz/corpus"
-# The fuzzer's progress lines go to build/fuzz/fuzz.log; the log's tail is printed either way.
-log="$build/fuzz.log"
-rc=0
-"$build/tests/fuzz/fuzz_safetensors" -max_len=4096 -max_total_time="$seconds" -print_final_stats=1 \
-  -artifact_prefix="$build/artifacts/" -dict="$root/tests/fuzz/safetensors.dict" "$work" >"$log" 2>&1 || rc=$?
-grep -E '^(INFO: (Loaded|seed)|stat::)|ERROR|SUMMARY|Done [0-9]+ runs' "$log" || true
-if [ "$rc" -ne 0 ]; then
-  tail -n 60 "$log"
-  echo "fuzz_safetensors failed (exit $rc); reproducer in $build/artifacts/"
-fi
-exit "$rc"
+cmake --build "$build" --target "${targets[@]}" -j "${JOBS:-2}"
+mkdir -p "$out/artifacts"
+status=0
+for t in "${targets[@]}"; do
+  case "$t" in
+    fuzz_safetensors) seeds=corpus; dict=safetensors.dict ;;
+    fuzz_index) seeds=corpus_index; dict=index.dict ;;
+    *) echo "unknown fuzz target $t"; exit 2 ;;
+  esac
+  work="$out/work_$t"
+  rm -rf "$work" && mkdir -p "$work"
+  cp "$root/tests/fuzz/$seeds"/* "$work"/
+  echo "$t: running for ${seconds}s on a copy of tests/fuzz/$seeds (-max_len=${MAX_LEN:-4096})"
+  # The fuzzer's progress lines go to $out/$t.log; its summary lines are printed either way.
+  log="$out/$t.log"
+  rc=0
+  "$build/tests/fuzz/$t" -max_len="${MAX_LEN:-4096}" -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="$out/artifacts/$t-" -dict="$root/tests/fuzz/$dict" "$work" >"$log" 2>&1 || rc=$?
+  grep -E '^(INFO: (Loaded|seed)|stat::)|ERROR|SUMMARY|Done [0-9]+ runs' "$log" || true
+  grep -E '^#[0-9]+' "$log" | tail -n 1 || true
+  if [ "$rc" -ne 0 ]; then
+    tail -n 60 "$log"
+    echo "$t failed (exit $rc); reproducer in $out/artifacts/"
+    status=$rc
+  fi
+done
+exit "$status"

@@ -73,10 +73,11 @@ public:
 
   int rank() const noexcept { return rank_; }
   index_t extent(int i) const noexcept { return ext_[i]; }
+  /// Row-major stride of dim i (see detail::contiguous_strides: 0 past an overflow in an empty array).
   index_t stride(int i) const noexcept {
-    index_t s = 1;
-    for (int d = rank_ - 1; d > i; --d) s *= std::max<index_t>(ext_[d], 1);
-    return s;
+    index_t str[max_rank];
+    detail::contiguous_strides(ext_, rank_, str);
+    return str[i];
   }
   index_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }

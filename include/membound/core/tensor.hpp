@@ -45,6 +45,8 @@ concept tensor_of = tensor<X> && std::same_as<std::remove_const_t<typename X::va
 /// Number of elements of any tensor (product of extents; 1 for rank 0).
 template <tensor X>
 constexpr index_t size_of(const X& x) noexcept {
+  for (int i = 0; i < x.rank(); ++i)
+    if (x.extent(i) == 0) return 0; // before any product: the other extents may multiply past index_t
   index_t n = 1;
   for (int i = 0; i < x.rank(); ++i) n *= x.extent(i);
   return n;
@@ -53,6 +55,7 @@ constexpr index_t size_of(const X& x) noexcept {
 /// True when the tensor's elements are dense in row-major order (extent-1 dims ignored).
 template <tensor X>
 constexpr bool is_contiguous(const X& x) noexcept {
+  if (size_of(x) == 0) return true; // no element to address; the extents' product may not fit index_t
   index_t expect = 1;
   for (int i = x.rank() - 1; i >= 0; --i) {
     if (x.extent(i) != 1 && x.stride(i) != expect) return false;

@@ -20,16 +20,55 @@ namespace membound {
 inline namespace v0_1 {
 
 namespace detail {
-/// Product of extents with overflow and negativity checks. @throws shape_error
+/// Product of extents with overflow and negativity checks. Zero extents are legal: a shape with a
+/// zero extent has 0 elements however large its other extents are (their product is never formed).
+/// @throws shape_error for a negative extent, or a non-empty shape whose product exceeds index_t.
 inline index_t checked_size(std::span<const index_t> ext) {
-  index_t n = 1;
+  bool empty = false;
   for (std::size_t i = 0; i < ext.size(); ++i) {
     MEMBOUND_EXPECTS(ext[i] >= 0, shape_error, "extent ", i, " is ", ext[i], ", expected >= 0");
-    if (ext[i] != 0 && n > std::numeric_limits<index_t>::max() / ext[i])
+    empty = empty || ext[i] == 0;
+  }
+  if (empty) return 0;
+  index_t n = 1;
+  for (std::size_t i = 0; i < ext.size(); ++i) {
+    if (n > std::numeric_limits<index_t>::max() / ext[i])
       throw shape_error(concat("element count overflows index_t at extent ", i, " (", ext[i], ")"));
     n *= ext[i];
   }
   return n;
+}
+/// Row-major strides of extents that passed `checked_size`: str[i] = prod_{j>i} max(ext[j], 1).
+/// For an empty shape that product may not fit in index_t; from the first stride that would
+/// overflow outward the strides are 0 (an empty view addresses no element, so any stride is valid,
+/// and 0 keeps every offset computed from it in range). Never overflows.
+inline void contiguous_strides(const index_t* ext, int rank, index_t* str) noexcept {
+  index_t s = 1;
+  bool saturated = false;
+  for (int i = rank - 1; i >= 0; --i) {
+    str[i] = saturated ? 0 : s;
+    const index_t e = std::max<index_t>(ext[i], 1);
+    if (!saturated && s > std::numeric_limits<index_t>::max() / e) saturated = true;
+    else if (!saturated) s *= e;
+  }
+}
+/// Checks that every element offset of a strided view, sum_d i_d * stride_d with 0 <= i_d < ext_d,
+/// fits in index_t (O(rank)); empty views address nothing and always pass. @throws shape_error
+inline void check_strided_span(std::span<const index_t> ext, std::span<const index_t> str) {
+  for (index_t e : ext)
+    if (e == 0) return;
+  index_t reach = 0; // sum (ext - 1) * |stride| so far, <= max
+  constexpr index_t max = std::numeric_limits<index_t>::max();
+  for (std::size_t d = 0; d < ext.size(); ++d) {
+    MEMBOUND_EXPECTS(str[d] != std::numeric_limits<index_t>::min(), shape_error, "view: stride ", d, " is ", str[d],
+                     ", expected a magnitude below 2^63");
+    const index_t a = str[d] < 0 ? -str[d] : str[d];
+    const index_t m = ext[d] - 1;
+    if (a != 0 && m > (max - reach) / a)
+      throw shape_error(concat("view: element offsets overflow index_t at dim ", d, " (extent ", ext[d], ", stride ",
+                               str[d], ")"));
+    reach += m * a;
+  }
 }
 inline void check_rank(std::size_t r) {
   MEMBOUND_EXPECTS(r <= static_cast<std::size_t>(max_rank), shape_error, "rank ", r, " exceeds max_rank ", max_rank);
@@ -53,15 +92,17 @@ public:
     detail::check_rank(extents.size());
     detail::checked_size(extents);
     rank_ = static_cast<int>(extents.size());
-    index_t s = 1;
-    for (int i = rank_ - 1; i >= 0; --i) { ext_[i] = extents[i]; str_[i] = s; s *= std::max<index_t>(extents[i], 1); }
+    std::copy(extents.begin(), extents.end(), ext_);
+    detail::contiguous_strides(ext_, rank_, str_);
   }
-  /// Strided view; strides are in elements and may be zero (broadcast) or negative. @throws shape_error
+  /// Strided view; strides are in elements and may be zero (broadcast) or negative.
+  /// @throws shape_error for a bad rank or extent, or when an element offset would overflow index_t.
   view(T* p, std::span<const index_t> extents, std::span<const index_t> strides) : data_(p) {
     detail::check_rank(extents.size());
     MEMBOUND_EXPECTS(extents.size() == strides.size(), shape_error, "view: ", extents.size(), " extents but ",
                      strides.size(), " strides");
     detail::checked_size(extents);
+    detail::check_strided_span(extents, strides);
     rank_ = static_cast<int>(extents.size());
     for (int i = 0; i < rank_; ++i) { ext_[i] = extents[i]; str_[i] = strides[i]; }
   }
@@ -149,8 +190,8 @@ public:
       }
       MEMBOUND_EXPECTS(x >= 0, shape_error, "reshape: extent ", x, " is negative");
       e[r++] = x;
-      known = known * x;
     }
+    known = detail::checked_size(std::span<const index_t>(e, static_cast<std::size_t>(r))); // the -1 slot counts 1
     const index_t n = size();
     if (infer >= 0) {
       MEMBOUND_EXPECTS(known != 0 && n % known == 0, shape_error, "reshape: cannot infer -1 for ", n,

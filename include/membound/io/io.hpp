@@ -5,5 +5,6 @@
 /// (`io::safetensors`, `io::safetensors_writer`) and sharded checkpoints
 /// (`io::sharded_safetensors`, Hugging Face `model.safetensors.index.json`).
 
+#include "membound/io/json.hpp"
 #include "membound/io/safetensors.hpp"
 #include "membound/io/safetensors_index.hpp"

@@ -51,6 +51,7 @@
 #include "membound/core/tensor.hpp"
 #include "membound/core/view.hpp"
 #include "membound/io/detail/mapped_file.hpp"
+#include "membound/io/json.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -70,10 +71,14 @@ struct tensor_info {
   std::size_t begin = 0;
   std::size_t end = 0;
 
-  /// Number of elements (1 for rank 0). Cannot overflow for a parsed entry.
+  /// Number of elements (1 for rank 0). Cannot overflow for a parsed entry: every prefix product
+  /// of its shape was checked to fit, and a zero extent ends the product before later extents.
   index_t size() const noexcept {
     index_t n = 1;
-    for (index_t e : shape) n *= e;
+    for (index_t e : shape) {
+      if (e == 0) return 0;
+      n *= e;
+    }
     return n;
   }
   /// Number of bytes, end - begin == size() * dtype_size(type).
@@ -81,24 +86,6 @@ struct tensor_info {
 };
 
 namespace detail {
-
-/// Quotes `s` for an error message, truncated to 96 bytes.
-inline std::string quoted(std::string_view s) {
-  constexpr std::size_t cap = 96;
-  std::string r = "\"";
-  r.append(s.substr(0, cap));
-  if (s.size() > cap) r += "...";
-  r += '"';
-  return r;
-}
-
-/// A JSON value for an error message, truncated to 64 bytes.
-template <class Json>
-std::string short_dump(const Json& j) {
-  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 64) s = s.substr(0, 64) + "...";
-  return s;
-}
 
 /// "[2, 3]" for an error message.
 inline std::string shape_string(std::span<const index_t> shape) {
@@ -137,46 +124,6 @@ inline std::size_t utf8_error_offset(std::string_view s) noexcept {
     i += len;
   }
   return std::string_view::npos;
-}
-
-/// Parses JSON text, rejecting duplicate keys in any object (nlohmann keeps the last one
-/// silently). `what` prefixes the messages ("safetensors header", "index").
-/// @throws format_error for invalid JSON or a duplicate key, naming the key and its parent key.
-inline nlohmann::json parse_json_strict(std::string_view text, const char* what) {
-  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows; a raw
-  // NUL is never valid JSON (inside strings it must be escaped), so reject it here.
-  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
-    throw format_error(::membound::detail::concat(what, " is not valid JSON: NUL byte at offset ", nul));
-  // One set of seen keys per open object; the parent key names the object in messages.
-  struct frame {
-    std::set<std::string, std::less<>> keys;
-    std::string parent;
-  };
-  std::vector<frame> stack;
-  std::string last_key;
-  auto cb = [&](int /*depth*/, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) -> bool {
-    using ev_t = nlohmann::json::parse_event_t;
-    if (ev == ev_t::object_start) {
-      stack.push_back(frame{{}, stack.empty() ? std::string() : last_key});
-    } else if (ev == ev_t::object_end) {
-      if (!stack.empty()) stack.pop_back();
-    } else if (ev == ev_t::key && !stack.empty()) {
-      std::string key = parsed.get<std::string>();
-      if (!stack.back().keys.insert(key).second) {
-        if (stack.size() == 1)
-          throw format_error(::membound::detail::concat(what, ": duplicate key ", quoted(key)));
-        throw format_error(::membound::detail::concat(what, ": duplicate key ", quoted(key), " in ",
-                                                      quoted(stack.back().parent)));
-      }
-      last_key = std::move(key);
-    }
-    return true;
-  };
-  try {
-    return nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-  } catch (const nlohmann::json::exception& e) {
-    throw format_error(::membound::detail::concat(what, " is not valid JSON: ", e.what()));
-  }
 }
 
 /// A non-negative JSON integer as uint64 (accepts -0 as serde does); false for anything else.
@@ -421,7 +368,9 @@ private:
     const auto& js = e["shape"];
     if (!js.is_array()) fail(concat("tensor ", q, ": shape is ", detail::short_dump(js), ", expected an array"));
     // Every prefix product must fit in index_t (as the reference, which stops at the first
-    // overflow even when a later extent is 0), so no later product of these extents overflows.
+    // overflow even when a later extent is 0). After a zero extent the count stays 0, so later
+    // extents are only checked to be <= 2^63-1; views of such a shape get overflow-free strides
+    // (see detail::contiguous_strides).
     constexpr auto max_count = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
     std::uint64_t count = 1;
     t.shape.clear();
@@ -472,7 +421,7 @@ private:
     if (text.empty() || text.front() != '{')
       fail(text.empty() ? std::string("header is empty, expected a JSON object")
                         : concat("header does not start with '{' (first byte is 0x", hex_byte(text.front()), ")"));
-    const nlohmann::json root = detail::parse_json_strict(text, "safetensors: header");
+    const nlohmann::json root = parse_json(text, "safetensors: header", safetensors_max_header);
     if (!root.is_object()) fail("header is not a JSON object"); // unreachable after '{', kept as a guard
 
     const std::size_t header_end = 8 + static_cast<std::size_t>(n);

@@ -24,6 +24,7 @@
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
 #include "membound/io/detail/mapped_file.hpp"
+#include "membound/io/json.hpp"
 #include "membound/io/safetensors.hpp"
 
 namespace membound {
@@ -62,7 +63,15 @@ public:
     MEMBOUND_EXPECTS(raw.size() <= safetensors_max_index, format_error, where, ": index of ", raw.size(),
                      " bytes exceeds the limit of ", safetensors_max_index, " bytes");
     const std::string_view text(reinterpret_cast<const char*>(raw.data()), raw.size());
-    const nlohmann::json root = detail::parse_json_strict(text, (where + ": index").c_str());
+    return from_index_text(text, index_path.parent_path(), mode, where);
+  }
+
+  /// As `open`, from the index's text already in memory; shard names are relative to `dir` and
+  /// `where` names the index in messages. @throws as `open`
+  static sharded_safetensors from_index_text(std::string_view text, const std::filesystem::path& dir,
+                                             load_mode mode = load_mode::mmap, const std::string& where = "index") {
+    using ::membound::detail::concat;
+    const nlohmann::json root = parse_json(text, where + ": index", safetensors_max_index);
     MEMBOUND_EXPECTS(root.is_object(), format_error, where, ": index is ", detail::short_dump(root),
                      ", expected a JSON object");
 
@@ -77,7 +86,6 @@ public:
     MEMBOUND_EXPECTS(wm->is_object(), format_error, where, ": \"weight_map\" is ", detail::short_dump(*wm),
                      ", expected an object");
 
-    const std::filesystem::path dir = index_path.parent_path();
     std::map<std::string, std::size_t, std::less<>> shard_of_file; // shard file name -> index
     for (const auto& [name, v] : wm->items()) {
       MEMBOUND_EXPECTS(v.is_string(), format_error, where, ": weight_map value of ", detail::quoted(name), " is ",

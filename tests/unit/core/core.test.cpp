@@ -164,3 +164,61 @@ TEST_CASE("Eigen adaptors: map without copies, both directions") {
   CHECK(col(2) == 7.0f);
   CHECK_THROWS_AS((void)as_eigen(v.select(0, 0)), shape_error);
 }
+
+TEST_CASE("view/array: hostile extents and strides never overflow index_t (issue 17)") {
+  float x[4] = {};
+  const index_t big = index_t(1) << 40;
+  const index_t max = std::numeric_limits<index_t>::max();
+  SUBCASE("contiguous view constructor: a zero extent makes any other extents legal") {
+    for (auto ext : {std::vector<index_t>{0, big, big, big}, std::vector<index_t>{big, big, big, 0},
+                     std::vector<index_t>{big, 0, max, max}, std::vector<index_t>{max, max, max, max, max, max, max, 0}}) {
+      const view<float> v(x, std::span<const index_t>(ext));
+      CHECK(v.size() == 0);
+      CHECK(v.empty());
+      CHECK(v.contiguous());
+      CHECK(v.span().empty());
+      CHECK(size_of(v) == 0);
+      CHECK(v.stride(v.rank() - 1) == 1);
+      const view<float> s = v.slice(0, 0, 0);
+      CHECK(s.size() == 0);
+    }
+    const view<float> v(x, {0, big, big, big});
+    CHECK(v.stride(2) == big); // fits: 2^40
+    CHECK(v.stride(1) == 0);   // 2^80 does not: saturated to 0 in an empty view
+    CHECK(v.stride(0) == 0);
+    CHECK_THROWS_AS(view<float>(x, {big, big, big}), shape_error); // non-empty: overflow is an error
+    CHECK_THROWS_AS(view<float>(x, {-1, 0}), shape_error);
+  }
+  SUBCASE("array constructor") {
+    array<float> a({0, big, big, big});
+    CHECK(a.size() == 0);
+    CHECK(a.bytes() == 0);
+    CHECK(a.stride(3) == 1);
+    CHECK(a.stride(0) == 0);
+    CHECK(a.view().size() == 0);
+    array<float> b({big, big, big, 0}, uninitialized);
+    CHECK(b.size() == 0);
+    array<float> c = b; // copy of an empty array with huge extents
+    CHECK(c.extent(0) == big);
+    CHECK_THROWS_AS(array<float>({big, big, big}), shape_error);
+    CHECK_THROWS_AS(array<float>({max, 2}), shape_error);
+    CHECK_THROWS_AS(array<double>({max / 4}), shape_error); // bytes overflow size_t / 2
+  }
+  SUBCASE("strided view constructor: every element offset must fit") {
+    CHECK_THROWS_AS(make_view(x, {2, 2}, {index_t(1) << 62, index_t(1) << 62}), shape_error);
+    CHECK_THROWS_AS(make_view(x, {3}, {max}), shape_error);
+    CHECK_THROWS_AS(make_view(x, {2}, {std::numeric_limits<index_t>::min()}), shape_error);
+    CHECK_NOTHROW(make_view(x, {2}, {max}));                 // offsets 0 and max
+    CHECK_NOTHROW(make_view(x, {2, 2}, {-(max / 2), max / 2})); // |offset| <= max
+    CHECK_NOTHROW(make_view(x, {0, 5}, {max, max}));         // empty: addresses nothing
+    CHECK_NOTHROW(make_view(x, {1, 1}, {max, max}));         // only offset 0
+  }
+  SUBCASE("reshape with hostile extents") {
+    const view<float> v(x, {4});
+    CHECK_THROWS_AS((void)v.reshape({big, big, big}), shape_error); // product overflows: no UB
+    CHECK_THROWS_AS((void)v.reshape({-1, big, big, big}), shape_error);
+    const view<float> e(x, {0, 3});
+    CHECK(e.reshape({big, big, 0}).size() == 0);
+    CHECK_THROWS_AS((void)e.reshape({-1, 0}), shape_error); // -1 cannot be inferred from 0 elements
+  }
+}

@@ -656,3 +656,143 @@ TEST_CASE("sharded_safetensors: malformed index files") {
   // A valid index with an empty weight_map is an empty checkpoint.
   CHECK(io::sharded_safetensors::open(with("{\"weight_map\":{}}")).size() == 0);
 }
+
+// ---- hostile files (issue 17): bounded nesting, bounded messages, zero extents ----------------
+
+namespace {
+std::string nest(std::size_t depth, std::string_view inner, bool objects) {
+  std::string s;
+  s.reserve(depth * 6 + inner.size());
+  for (std::size_t i = 0; i < depth; ++i) s += objects ? "{\"a\":" : "[";
+  s += inner;
+  s.append(depth, objects ? '}' : ']');
+  return s;
+}
+
+/// Parses `buf` through all four entry modes (from_buffer, from_buffer_copy, open read, open mmap)
+/// and expects a format_error containing `fragment` from each.
+void check_malformed_everywhere(const std::vector<std::byte>& buf, const char* fragment) {
+  CHECK_THROWS_WITH_AS(io::safetensors::from_buffer(buf), doctest::Contains(fragment), format_error);
+  CHECK_THROWS_WITH_AS(io::safetensors::from_buffer_copy(buf), doctest::Contains(fragment), format_error);
+  temp_dir tmp;
+  const auto p = tmp.path / "hostile.safetensors";
+  write_file(p, std::string_view(reinterpret_cast<const char*>(buf.data()), buf.size()));
+  for (auto mode : {io::load_mode::read, io::load_mode::mmap})
+    CHECK_THROWS_WITH_AS(io::safetensors::open(p, mode), doctest::Contains(fragment), format_error);
+}
+} // namespace
+
+TEST_CASE("json: 100,000 nested arrays or objects are a format_error in every entry mode, never a crash") {
+  // Before the depth cap these crashed (stack overflow while dumping the value for the message).
+  constexpr std::size_t deep = 100'000;
+  const std::string entry = "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}";
+  for (bool objects : {false, true}) {
+    CAPTURE(objects);
+    check_malformed_everywhere(file_of("{\"w\":" + nest(deep, "1", objects) + "}"), "nesting reaches 128 levels");
+    check_malformed_everywhere(file_of("{\"__metadata__\":" + nest(deep, "\"v\"", objects) + "}"),
+                               "nesting reaches 128 levels");
+    check_malformed_everywhere(file_of("{\"__metadata__\":{\"k\":" + nest(deep, "\"v\"", objects) + "}}"),
+                               "nesting reaches 128 levels");
+  }
+  check_malformed_everywhere(
+      file_of("{\"w\":{\"dtype\":\"F32\",\"shape\":" + nest(deep, "1", false) + ",\"data_offsets\":[0,4]}}", "abcd"),
+      "nesting reaches 128 levels");
+}
+
+TEST_CASE("json: the nesting limit is the reference's (127 levels parse, 128 do not)") {
+  CHECK_NOTHROW(io::parse_json(nest(127, "1", false), "t", 1000));
+  CHECK_NOTHROW(io::parse_json(nest(127, "1", true), "t", 1000));
+  CHECK_THROWS_WITH_AS(io::parse_json(nest(128, "1", false), "t", 1000), doctest::Contains("t is not valid JSON: nesting"),
+                       format_error);
+  CHECK_THROWS_AS(io::parse_json(nest(128, "1", true), "t", 1000), format_error);
+  // At depth 127 (126 inside the header object and its key) the value parses and the message
+  // that quotes it stays short.
+  const std::string meta = "{\"__metadata__\":{\"k\":" + nest(125, "\"v\"", false) + "}}";
+  try {
+    (void)io::safetensors::from_buffer(file_of(meta));
+    FAIL("expected a format_error");
+  } catch (const format_error& e) {
+    const std::string m = e.what();
+    CHECK(m.find("__metadata__ value of \"k\" is [[[[") != std::string::npos);
+    CHECK(m.size() < 200);
+  }
+  // Size cap, before parsing.
+  CHECK_THROWS_WITH_AS(io::parse_json("[1, 2]", "cfg", 5), doctest::Contains("cfg: 6 bytes of JSON exceed the limit of 5"),
+                       format_error);
+}
+
+TEST_CASE("json: short_dump writes at most 64 characters of any value without recursing past them") {
+  // A value nested 1,000,000 deep, built in memory (a file cannot carry it past the parser).
+  nlohmann::json j = 1;
+  for (int i = 0; i < 1'000'000; ++i) j = nlohmann::json::array({std::move(j)});
+  const std::string s = io::detail::short_dump(j);
+  CHECK(s.size() == 67);
+  CHECK(s == std::string(64, '[') + "...");
+  // Long strings and arrays cost O(64), and short values are exact.
+  CHECK(io::detail::short_dump(nlohmann::json(std::string(10'000'000, 'x'))) == "\"" + std::string(63, 'x') + "...");
+  CHECK(io::detail::short_dump(nlohmann::json::parse("{\"a\":[1,2,{\"b\":null}]}")) == "{\"a\":[1,2,{\"b\":null}]}");
+  CHECK(io::detail::short_dump(nlohmann::json("q\"\n")) == "\"q\\\"\\n\"");
+  nlohmann::json wide = nlohmann::json::array();
+  for (int i = 0; i < 1'000'000; ++i) wide.push_back(i);
+  CHECK(io::detail::short_dump(wide).size() == 67);
+}
+
+TEST_CASE("json: load_json checks the size before reading, and names the path") {
+  temp_dir tmp;
+  write_file(tmp.path / "config.json", "{\"hidden_size\": 64, \"layers\": [1, 2]}");
+  const auto j = io::load_json(tmp.path / "config.json", 1 << 20);
+  CHECK(j["hidden_size"] == 64);
+  CHECK_THROWS_WITH_AS(io::load_json(tmp.path / "config.json", 10), doctest::Contains("config.json: 37 bytes exceed"),
+                       format_error);
+  write_file(tmp.path / "deep.json", nest(200, "0", true));
+  CHECK_THROWS_WITH_AS(io::load_json(tmp.path / "deep.json", 1 << 20), doctest::Contains("deep.json is not valid JSON: nesting"),
+                       format_error);
+  CHECK_THROWS_AS(io::load_json(tmp.path / "missing.json", 1 << 20), io_error);
+}
+
+TEST_CASE("safetensors: a zero extent before huge ones is a valid empty tensor (no overflow in views)") {
+  // [0, 2^40, 2^40, 2^40] with 0 bytes: the reference reader accepts it; the view's strides used
+  // to multiply 2^40 * 2^40 in index_t (UB, caught by UBSan).
+  const std::string h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,1099511627776,1099511627776,1099511627776],"
+                        "\"data_offsets\":[0,0]}}";
+  const auto buf = file_of(h);
+  for (int m = 0; m < 2; ++m) {
+    const auto st = m == 0 ? io::safetensors::from_buffer(buf) : io::safetensors::from_buffer_copy(buf);
+    const io::tensor_info& t = st.info("w");
+    CHECK(t.size() == 0);
+    const view<const float> v = st.get<float>("w");
+    CHECK(v.rank() == 4);
+    CHECK(v.size() == 0);
+    CHECK(v.extent(3) == index_t(1) << 40);
+    CHECK(v.contiguous());
+    CHECK(v.span().empty());
+    const array<float> a = st.load<float>("w");
+    CHECK(a.size() == 0);
+    CHECK(a.rank() == 4);
+  }
+  // A zero after an overflowing prefix is rejected as the reference does (it stops at the overflow).
+  CHECK_MALFORMED(file_of("{\"w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776,1099511627776,0],"
+                          "\"data_offsets\":[0,0]}}"),
+                  "has more than 2^63-1 elements");
+}
+
+TEST_CASE("sharded_safetensors: hostile index texts (deep nesting, from_index_text)") {
+  temp_dir tmp;
+  for (const char* s : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
+    fs::copy_file(fixtures / "sharded" / s, tmp.path / s);
+  CHECK_THROWS_WITH_AS(io::sharded_safetensors::from_index_text("{\"metadata\":" + nest(100'000, "1", true) +
+                                                                    ",\"weight_map\":{}}",
+                                                                tmp.path),
+                       doctest::Contains("index is not valid JSON: nesting reaches 128"), format_error);
+  CHECK_THROWS_AS(io::sharded_safetensors::from_index_text("{\"weight_map\":{\"a\":" + nest(100'000, "\"x\"", false) + "}}",
+                                                           tmp.path),
+                  format_error);
+  // Nesting under the limit in metadata is kept as compact JSON text; its message path stays short.
+  const auto s = io::sharded_safetensors::from_index_text(
+      "{\"metadata\":{\"m\":" + nest(100, "1", false) + "},\"weight_map\":{\"lm_head.weight\":"
+      "\"model-00002-of-00002.safetensors\"}}", tmp.path);
+  CHECK(s.metadata().at("m") == nest(100, "1", false));
+  CHECK(s.size() == 1);
+  CHECK_THROWS_WITH_AS(io::sharded_safetensors::from_index_text("{\"weight_map\":" + nest(120, "1", false) + "}", tmp.path),
+                       doctest::Contains("\"weight_map\" is [[[["), format_error);
+}

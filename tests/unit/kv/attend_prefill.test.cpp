@@ -142,7 +142,7 @@ std::vector<float> run_colsum(const problem& p, index_t t0, float scale) {
 
 /// Elements where the SIMD output and the scalar twin's differ by more than twice the naive
 /// tolerance of their row (0 expected).
-std::size_t outside_twice_tol(const problem& p, const std::vector<float>& out, const std::vector<float>& tw,
+[[maybe_unused]] std::size_t outside_twice_tol(const problem& p, const std::vector<float>& out, const std::vector<float>& tw,
                               const naive_result& ref) {
   std::size_t bad = 0;
   for (index_t i = 0; i < p.h * p.t; ++i)

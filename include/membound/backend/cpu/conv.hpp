@@ -21,8 +21,10 @@
 /// window of the k padded input rows per output row).
 /// Costs: 2 k^2 flops per output (depthwise), 2 C_in k^2 per output (dense); scratch from
 /// `conv_scratch_floats` / `depthwise_scratch_floats`, supplied by the caller (no allocation).
-/// Every path sums in the same order per output (bias, then taps in (c_in, k_y, k_x) order), so
-/// the SIMD results equal the scalar twin's bit for bit.
+/// Every path sums in the same order per output (bias, then taps in (c_in, k_y, k_x) order) with
+/// fused multiply-adds, so on backends with FMA (AVX2 + FMA, AVX-512) the SIMD results equal the
+/// scalar twin's bit for bit. SSE4.2 has no FMA instruction: there each tap's product is rounded
+/// before the add (about one extra rounding per tap against the twin's std::fma).
 
 #include <algorithm>
 #include <cstdint>
@@ -744,8 +746,6 @@ void depthwise_conv2d(const float* x, const float* wk, float bias, float* y, con
     index_t oy = 0;
 #if MEMBOUND_HAS_AVX512
     constexpr bool wide = detail::is_avx512<A>;
-#else
-    constexpr bool wide = false;
 #endif
     if (direct)
       for (; oy + 4 <= ho; oy += 4) {
