@@ -22,6 +22,9 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(MEMBOUND_HAS_ONEDNN) && MEMBOUND_HAS_ONEDNN
+#include <dnnl.h>
+#endif
 
 #include "membound/backend/cpu/simd.hpp"
 #include "membound/backend/tags.hpp"
@@ -80,6 +83,11 @@ inline void probe_fma(bm::State& st) {
   bm::DoNotOptimize(m0); // opaque to the compiler: no constant folding of the chains
   bm::DoNotOptimize(c0);
   const V m(m0), c(c0);
+  // FTZ + DAZ while the chains run: in runs with other benchmarks interleaved, single repetitions
+  // of this probe ran 240x slower (CPU time, not wall: microcode assists), which FTZ/DAZ removed
+  // in every later run. The chains' values stay near 1, so the flags change no result.
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040u);
   for (auto _ : st) {
     V a0(m0), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c, a6 = a5 + c, a7 = a6 + c, a8 = a7 + c,
         a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
@@ -91,6 +99,7 @@ inline void probe_fma(bm::State& st) {
     }
     bm::DoNotOptimize(xsimd::hadd(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11))));
   }
+  _mm_setcsr(csr);
   flops(st, 2.0 * probe_lanes * 12 * steps);
 }
 
@@ -148,9 +157,26 @@ inline std::string machine_line() {
          std::string(backend::best_cpu::name) + "; host supports " + h.level;
 }
 
+/// oneDNN picks its kernels at run time from the host's ISA; a binary compiled for a lower level
+/// than the host's (an AVX2 build on an AVX-512 machine) caps oneDNN at that level too, so every
+/// kernel and baseline of the run uses the same vector width. Returns the cap, for the context.
+inline const char* cap_onednn_isa() {
+#if defined(MEMBOUND_HAS_ONEDNN) && MEMBOUND_HAS_ONEDNN
+  const std::string level = compiled_isa_level();
+  if (level == "x86-64-v4") return "host";
+  const dnnl_cpu_isa_t cap = level == "x86-64-v3" ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41;
+  if (dnnl_set_max_cpu_isa(cap) != dnnl_success) return "host (cap refused)";
+  return level == "x86-64-v3" ? "avx2" : "sse41";
+#else
+  return "no oneDNN";
+#endif
+}
+
 /// Single-thread figures: oneDNN's OpenMP pool to one thread, the process pinned to CPU 0.
-/// Also records the machine (CPU model, ISA level compiled for and detected) in the context.
+/// Also records the machine (CPU model, ISA level compiled for and detected) in the context and
+/// caps oneDNN at the compiled level (cap_onednn_isa). Call before any oneDNN use.
 inline void pin_single_thread() {
+  const char* onednn_isa = cap_onednn_isa();
 #if defined(_OPENMP)
   omp_set_num_threads(1);
 #endif
@@ -162,6 +188,7 @@ inline void pin_single_thread() {
   bm::AddCustomContext("cpu_model", h.model + " (" + h.family_model + ")");
   bm::AddCustomContext("isa_compiled_for", compiled_isa_level());
   bm::AddCustomContext("isa_host_supports", h.level);
+  bm::AddCustomContext("onednn_max_isa", onednn_isa);
   bm::AddCustomContext("membound_cpu_backend", std::string(backend::best_cpu::name));
   bm::AddCustomContext("pinned_to_cpu0", pinned ? "yes" : "no");
   bm::AddCustomContext("threads", "1");

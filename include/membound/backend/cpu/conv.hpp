@@ -296,11 +296,6 @@ MEMBOUND_ALWAYS_INLINE void dense_row(const float* row, const padded_plane& p, i
   });
 }
 
-/// Whether the rolling-row kernel suits output rows of wo columns: its vectors run along a row,
-/// so at least 3/4 of their lanes must be used (wo >= 12; 16 < wo < 24 and the like fail).
-/// Narrower rows go through the channel-interleaved kernel (16 channels per vector).
-inline bool rolling_fits(index_t wo) noexcept { return 4 * wo >= 3 * 16 * ((wo + 15) / 16); }
-
 /// Row stride (floats) of the zero-bordered plane copy the rolling-row kernel reads: whole vectors
 /// of output columns plus the k - 1 columns the taps reach past them.
 inline index_t rolling_stride(const conv_geometry& g) noexcept { return (g.out_w() + 15) / 16 * 16 + g.k - 1; }
@@ -473,140 +468,6 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   if (nt) _mm_sfence();
 }
 
-/// Memory traffic of the rolling-row kernel, spread over the rows of its passes so it overlaps
-/// the FMAs: the next plane's input is prefetched (into L2) during the first pass, and during the
-/// last pass each output row, once complete, leaves the L1 staging buffer in whole 64-byte lines
-/// with non-temporal stores.
-struct rolling_traffic {
-  const char* prefetch = nullptr; ///< the next plane's input, or null
-  index_t prefetch_lines = 0;
-  float* out = nullptr; ///< the plane's destination when staged (64-byte aligned, ho*wo a multiple of 16), or null
-};
-
-/// One pass of the rolling-row depthwise kernel (stride 1, K x K) over NV vectors of 16 output
-/// columns from x0. `P` holds the input rows with `pad` zero columns on the left, row stride S;
-/// padded rows above and below the input are not stored. Each input row is read once: per tap
-/// column kx one (unaligned) load per vector, which feeds the K output rows that read this input
-/// row (K x NV accumulators stay in registers), so a vector of outputs costs K loads, K^2
-/// broadcasts and K^2 FMAs, and no shuffles. Each accumulator still sees bias, then its taps in
-/// (ky, kx) order. A zero-padding row adds `zk[ky]`, the sum of its K products w * 0 in order, to
-/// the accumulators that read it (bit for bit the same as adding them one by one: every product
-/// is a signed zero or a NaN). `last`: this pass completes the output rows (streams them out when
-/// t.out is set); `first`: it prefetches.
-template <int K, int NV>
-void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const float* wk, const float* zk,
-                       float bias, float* y, index_t x0, const rolling_traffic& t, bool first, bool last) noexcept {
-  const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1;
-  const char* pf = first ? t.prefetch : nullptr;
-  const char* const pf_end = pf + (first ? 64 * t.prefetch_lines : 0);
-  float* const out = last ? t.out : nullptr;
-  index_t streamed = 0; // output floats streamed out so far (whole lines)
-  __m512 acc[K][NV]; // before row r: acc[j] holds output row r - (K - 1) + j, which reads it with ky = K - 1 - j
-  __mmask16 sm[NV];  // store masks of the NV output vectors
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    const index_t n = std::clamp<index_t>(wo - x0 - 16 * v, 0, 16);
-    sm[v] = static_cast<__mmask16>((1u << n) - 1u);
-  }
-  const __m512 bv = _mm512_set1_ps(bias);
-  // One padded input row r. Checked: some output rows r - ky fall outside [0, ho) (the first
-  // and last K - 1 rows). The loop body stays one row long: the accumulators rotate by register
-  // moves (a K-fold unrolled ring measured no faster and is K times the code).
-  auto step = [&]<bool Checked>(index_t r) MEMBOUND_INLINE_LAMBDA {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[K - 1][v] = bv;
-    const index_t iy = r - g.pad;
-    if (iy >= 0 && iy < g.h) {
-      const float* src = P + iy * S + x0;
-      const float* wr = wk;
-      asm("" : "+r"(wr)); // the K^2 broadcasts stay in the row (hoisted, they would be spilled)
-#pragma GCC unroll 8
-      for (int kx = 0; kx < K; ++kx) {
-        __m512 sh[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) sh[v] = _mm512_loadu_ps(src + 16 * v + kx);
-#pragma GCC unroll 8
-        for (int j = 0; j < K; ++j) {
-          const int ky = K - 1 - j;
-          if (Checked && (r - ky < 0 || r - ky >= ho)) continue;
-          const __m512 wv = _mm512_set1_ps(wr[ky * K + kx]);
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(wv, sh[v], acc[j][v]);
-        }
-      }
-    } else {
-#pragma GCC unroll 8
-      for (int j = 0; j < K; ++j) {
-        const int ky = K - 1 - j;
-        if (r - ky < 0 || r - ky >= ho) continue;
-        const __m512 z = _mm512_set1_ps(zk[ky]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_add_ps(acc[j][v], z);
-      }
-    }
-    const index_t done = r - (K - 1); // output row acc[0] is complete
-    if (!Checked || done >= 0) {
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + done * wo + x0 + 16 * v, sm[v], acc[0][v]);
-      if (out != nullptr) // the whole lines now complete leave while in L1
-        for (const index_t ready = (done + 1) * wo / 16 * 16; streamed < ready; streamed += 16)
-          _mm512_stream_ps(out + streamed, _mm512_loadu_ps(y + streamed));
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j + 1 < K; ++j)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[j][v] = acc[j + 1][v];
-    for (int l = 0; l < 4 && pf < pf_end; ++l, pf += 64) __builtin_prefetch(pf, 0, 2); // 4 lines a row
-  };
-  for (index_t r = 0; r < rows; ++r) { // rows [K - 1, ho) need no checks
-    if (r >= K - 1 && r < ho) step.template operator()<false>(r);
-    else step.template operator()<true>(r);
-  }
-  for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
-}
-
-/// Copies rows of w floats (row stride w) into a padded buffer (row stride S), interiors only: the
-/// rolling kernel zeroes the borders once per call. (fill_phase_row, which rewrites the borders
-/// and goes through memcpy per row, measured 3x3 at 0.64-1.02 of the copy probe against 1.09-1.59.)
-inline void copy_rows(const float* src, float* dst, index_t rows, index_t w, index_t S) noexcept {
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t j = 0; j < w; j += 16) {
-      const __mmask16 m = static_cast<__mmask16>((1u << std::min<index_t>(16, w - j)) - 1u);
-      _mm512_mask_storeu_ps(dst + r * S + j, m, _mm512_maskz_loadu_ps(m, src + r * w + j));
-    }
-}
-
-/// Stride-1 depthwise convolution of one plane x (h,w) -> y (ho,wo) by rolling rows (see
-/// depthwise_rolling). The plane is copied into `P` (g.h rows of rolling_stride(g) floats whose
-/// borders are already zero), then the output columns run in passes of at most 4 vectors, split
-/// evenly (one pass up to 64 columns). With t.out set, y is an L1 staging buffer and the plane
-/// streams out to t.out as its rows complete.
-template <int K>
-void depthwise_plane_rolling(const float* x, const float* wk, float bias, float* y, const conv_geometry& g,
-                             float* P, const rolling_traffic& t) noexcept {
-  const index_t S = rolling_stride(g), wo = g.out_w();
-  copy_rows(x, P + g.pad, g.h, g.w, S);
-  float zk[K]; // per filter row: the K products w * 0 summed in order
-  for (int ky = 0; ky < K; ++ky) {
-    float z = wk[ky * K] * 0.0f;
-    for (int kx = 1; kx < K; ++kx) z = z + wk[ky * K + kx] * 0.0f;
-    zk[ky] = z;
-  }
-  const index_t nvec = (wo + 15) / 16, passes = (nvec + 3) / 4;
-  index_t x0 = 0;
-  for (index_t p = 0; p < passes; ++p) {
-    const index_t nv = nvec / passes + (p < nvec % passes ? 1 : 0);
-    const bool first = p == 0, last = p + 1 == passes;
-    switch (nv) {
-    case 1: depthwise_rolling<K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    case 2: depthwise_rolling<K, 2>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    case 3: depthwise_rolling<K, 3>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    default: depthwise_rolling<K, 4>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    }
-    x0 += 16 * nv;
-  }
-}
-
 /// Dense convolution vectorised over output channels: NV vectors of 16 output channels times P
 /// consecutive output positions in registers; per tap one weight vector per 16 channels and one
 /// broadcast input per position. `pads` are the phase-split padded input planes, `wpk` the
@@ -680,11 +541,268 @@ constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 :
 } // namespace detail
 #endif
 
+#if MEMBOUND_HAS_AVX2
+namespace detail {
+
+/// The vector operations of the rolling-row depthwise kernel, one traits struct per ISA:
+/// `L` lanes, `NVmax[K]` vectors of output columns per pass (K x NV accumulators, NV loaded
+/// vectors and a broadcast fit the register file: 32 zmm on AVX-512, 16 ymm on AVX2).
+#if MEMBOUND_HAS_AVX512
+struct rolling_avx512 {
+  using reg = __m512;
+  using mask = __mmask16;
+  static constexpr index_t L = 16;
+  static constexpr int nv_max(int) noexcept { return 4; }
+  static MEMBOUND_ALWAYS_INLINE reg loadu(const float* p) noexcept { return _mm512_loadu_ps(p); }
+  static MEMBOUND_ALWAYS_INLINE reg set1(float v) noexcept { return _mm512_set1_ps(v); }
+  static MEMBOUND_ALWAYS_INLINE reg fma(reg a, reg b, reg c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+  static MEMBOUND_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
+  static MEMBOUND_ALWAYS_INLINE mask make_mask(index_t n) noexcept { return static_cast<mask>((1u << n) - 1u); }
+  static MEMBOUND_ALWAYS_INLINE void store(float* p, reg v, mask m) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+  /// One 64-byte line (16 floats) from L1 to `dst` (64-byte aligned) with a non-temporal store.
+  static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
+    _mm512_stream_ps(dst, _mm512_loadu_ps(src));
+  }
+};
+#endif
+struct rolling_avx2 {
+  using reg = __m256;
+  using mask = __m256i;
+  static constexpr index_t L = 8;
+  static constexpr int nv_max(int k) noexcept { return k <= 3 ? 3 : 2; }
+  static MEMBOUND_ALWAYS_INLINE reg loadu(const float* p) noexcept { return _mm256_loadu_ps(p); }
+  static MEMBOUND_ALWAYS_INLINE reg set1(float v) noexcept { return _mm256_set1_ps(v); }
+  static MEMBOUND_ALWAYS_INLINE reg fma(reg a, reg b, reg c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+  static MEMBOUND_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
+  static MEMBOUND_ALWAYS_INLINE mask make_mask(index_t n) noexcept {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static MEMBOUND_ALWAYS_INLINE void store(float* p, reg v, mask m) noexcept { _mm256_maskstore_ps(p, m, v); }
+  static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
+    _mm256_stream_ps(dst, _mm256_loadu_ps(src));
+    _mm256_stream_ps(dst + 8, _mm256_loadu_ps(src + 8));
+  }
+};
+
+/// The rolling-row traits of an xsimd arch: AVX-512, else AVX2 + FMA (the caller checks `A`).
+template <class A>
+using rolling_traits_of =
+#if MEMBOUND_HAS_AVX512
+    std::conditional_t<is_avx512<A>, rolling_avx512, rolling_avx2>;
+#else
+    rolling_avx2;
+#endif
+
+/// Whether the rolling-row kernel suits output rows of wo columns with L-lane vectors: its vectors
+/// run along a row, so at least 3/4 of their lanes must be used (AVX-512: wo >= 12, and
+/// 16 < wo < 24 and the like fail). Narrower rows go through the channel-interleaved kernel on
+/// AVX-512 and the row kernel elsewhere.
+inline bool rolling_fits(index_t wo, index_t L) noexcept { return 4 * wo >= 3 * L * ((wo + L - 1) / L); }
+
+/// Memory traffic of the rolling-row kernel, spread over the rows of its passes so it overlaps
+/// the FMAs: the next plane's input is prefetched (into L2) during the first pass, and during the
+/// last pass each output row, once complete, leaves the L1 staging buffer in whole 64-byte lines
+/// with non-temporal stores.
+struct rolling_traffic {
+  const char* prefetch = nullptr; ///< the next plane's input, or null
+  index_t prefetch_lines = 0;
+  float* out = nullptr; ///< the plane's destination when staged (64-byte aligned, ho*wo a multiple of 16), or null
+};
+
+/// One pass of the rolling-row depthwise kernel (stride 1, K x K) over NV vectors of V::L output
+/// columns from x0. `P` holds the input rows with `pad` zero columns on the left, row stride S;
+/// padded rows above and below the input are not stored. Each input row is read once: per tap
+/// column kx one (unaligned) load per vector, which feeds the K output rows that read this input
+/// row (K x NV accumulators stay in registers), so a vector of outputs costs K loads, K^2
+/// broadcasts and K^2 FMAs, and no shuffles. Each accumulator still sees bias, then its taps in
+/// (ky, kx) order. A zero-padding row adds `zk[ky]`, the sum of its K products w * 0 in order, to
+/// the accumulators that read it (bit for bit the same as adding them one by one: every product
+/// is a signed zero or a NaN). `last`: this pass completes the output rows (streams them out when
+/// t.out is set); `first`: it prefetches.
+template <class V, int K, int NV>
+void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const float* wk, const float* zk,
+                       float bias, float* y, index_t x0, const rolling_traffic& t, bool first, bool last) noexcept {
+  using reg = typename V::reg;
+  constexpr index_t L = V::L;
+  const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1;
+  const char* pf = first ? t.prefetch : nullptr;
+  const char* const pf_end = pf + (first ? 64 * t.prefetch_lines : 0);
+  float* const out = last ? t.out : nullptr;
+  index_t streamed = 0; // output floats streamed out so far (whole lines)
+  reg acc[K][NV]; // before row r: acc[j] holds output row r - (K - 1) + j, which reads it with ky = K - 1 - j
+  typename V::mask sm[NV]; // store masks of the NV output vectors
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) sm[v] = V::make_mask(std::clamp<index_t>(wo - x0 - L * v, 0, L));
+  const reg bv = V::set1(bias);
+  // One padded input row r. Checked: some output rows r - ky fall outside [0, ho) (the first
+  // and last K - 1 rows). The loop body stays one row long: the accumulators rotate by register
+  // moves (a K-fold unrolled ring measured no faster and is K times the code).
+  auto step = [&]<bool Checked>(index_t r) MEMBOUND_INLINE_LAMBDA {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[K - 1][v] = bv;
+    const index_t iy = r - g.pad;
+    if (iy >= 0 && iy < g.h) {
+      const float* src = P + iy * S + x0;
+      const float* wr = wk;
+      asm("" : "+r"(wr)); // the K^2 broadcasts stay in the row (hoisted, they would be spilled)
+#pragma GCC unroll 8
+      for (int kx = 0; kx < K; ++kx) {
+        reg sh[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) sh[v] = V::loadu(src + L * v + kx);
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) {
+          const int ky = K - 1 - j;
+          if (Checked && (r - ky < 0 || r - ky >= ho)) continue;
+          const reg wv = V::set1(wr[ky * K + kx]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(wv, sh[v], acc[j][v]);
+        }
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < K; ++j) {
+        const int ky = K - 1 - j;
+        if (r - ky < 0 || r - ky >= ho) continue;
+        const reg z = V::set1(zk[ky]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[j][v] = V::add(acc[j][v], z);
+      }
+    }
+    const index_t done = r - (K - 1); // output row acc[0] is complete
+    if (!Checked || done >= 0) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) V::store(y + done * wo + x0 + L * v, acc[0][v], sm[v]);
+      if (out != nullptr) // the whole lines now complete leave while in L1
+        for (const index_t ready = (done + 1) * wo / 16 * 16; streamed < ready; streamed += 16)
+          V::stream_line(out + streamed, y + streamed);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j + 1 < K; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[j][v] = acc[j + 1][v];
+    for (int l = 0; l < 4 && pf < pf_end; ++l, pf += 64) __builtin_prefetch(pf, 0, 2); // 4 lines a row
+  };
+  for (index_t r = 0; r < rows; ++r) { // rows [K - 1, ho) need no checks
+    if (r >= K - 1 && r < ho) step.template operator()<false>(r);
+    else step.template operator()<true>(r);
+  }
+  for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
+}
+
+/// Copies rows of w floats (row stride w) into a padded buffer (row stride S), interiors only: the
+/// rolling kernel zeroes the borders once per call. (fill_phase_row, which rewrites the borders
+/// and goes through memcpy per row, measured 3x3 at 0.64-1.02 of the copy probe against 1.09-1.59
+/// with these AVX-512 masked copies.)
+template <class V>
+void copy_rows(const float* src, float* dst, index_t rows, index_t w, index_t S) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (std::is_same_v<V, rolling_avx512>) {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t j = 0; j < w; j += 16) {
+        const __mmask16 m = static_cast<__mmask16>((1u << std::min<index_t>(16, w - j)) - 1u);
+        _mm512_mask_storeu_ps(dst + r * S + j, m, _mm512_maskz_loadu_ps(m, src + r * w + j));
+      }
+    return;
+  }
+#endif
+  for (index_t r = 0; r < rows; ++r) std::memcpy(dst + r * S, src + r * w, static_cast<std::size_t>(w) * sizeof(float));
+}
+
+/// Stride-1 depthwise convolution of one plane x (h,w) -> y (ho,wo) by rolling rows (see
+/// depthwise_rolling). The plane is copied into `P` (g.h rows of rolling_stride(g) floats whose
+/// borders are already zero), then the output columns run in passes of at most V::nv_max(K)
+/// vectors, split evenly. With t.out set, y is an L1 staging buffer and the plane streams out to
+/// t.out as its rows complete.
+template <class V, int K>
+void depthwise_plane_rolling(const float* x, const float* wk, float bias, float* y, const conv_geometry& g,
+                             float* P, const rolling_traffic& t) noexcept {
+  constexpr index_t L = V::L;
+  constexpr int NVmax = V::nv_max(K);
+  const index_t S = rolling_stride(g), wo = g.out_w();
+  copy_rows<V>(x, P + g.pad, g.h, g.w, S);
+  float zk[K]; // per filter row: the K products w * 0 summed in order
+  for (int ky = 0; ky < K; ++ky) {
+    float z = wk[ky * K] * 0.0f;
+    for (int kx = 1; kx < K; ++kx) z = z + wk[ky * K + kx] * 0.0f;
+    zk[ky] = z;
+  }
+  const index_t nvec = (wo + L - 1) / L, passes = (nvec + NVmax - 1) / NVmax;
+  index_t x0 = 0;
+  for (index_t p = 0; p < passes; ++p) {
+    const index_t nv = nvec / passes + (p < nvec % passes ? 1 : 0);
+    const bool first = p == 0, last = p + 1 == passes;
+    if constexpr (NVmax >= 4)
+      if (nv >= 4) {
+        depthwise_rolling<V, K, 4>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+        x0 += L * nv;
+        continue;
+      }
+    if constexpr (NVmax >= 3)
+      if (nv == 3) {
+        depthwise_rolling<V, K, 3>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+        x0 += L * nv;
+        continue;
+      }
+    if constexpr (NVmax >= 2)
+      if (nv == 2) {
+        depthwise_rolling<V, K, 2>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+        x0 += L * nv;
+        continue;
+      }
+    depthwise_rolling<V, K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+    x0 += L * nv;
+  }
+}
+
+/// All `planes` planes (plane n uses filter n % channels) by rolling rows, with the next plane
+/// prefetched and, when `stream`, each plane staged in L1 and streamed out (see rolling_traffic).
+template <class V>
+void depthwise_planes_rolling(const float* x, index_t channels, index_t planes, const float* w, const float* bias,
+                              float* y, const conv_geometry& g, float* scratch, bool stream) noexcept {
+  const index_t kk = g.k * g.k, plane_in = g.h * g.w, plane_out = g.out_h() * g.out_w();
+  const index_t S = rolling_stride(g);
+  float* P = scratch;
+  std::fill_n(P, g.h * S, 0.0f); // the borders stay zero; each plane fills the interior
+  const bool nt = stream && plane_out % 16 == 0 && reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
+  float* stage = scratch + g.h * S;
+  for (index_t n = 0; n < planes; ++n) {
+    const index_t c = n % channels;
+    const float* xc = x + n * plane_in;
+    const float bc = bias != nullptr ? bias[c] : 0.0f;
+    rolling_traffic t;
+    if (n + 1 < planes) {
+      t.prefetch = reinterpret_cast<const char*>(xc + plane_in);
+      t.prefetch_lines = (plane_in * 4 + 63) / 64;
+    }
+    float* yc = y + n * plane_out;
+    if (nt) {
+      t.out = yc;
+      yc = stage;
+    }
+    switch (g.k) {
+    case 7: depthwise_plane_rolling<V, 7>(xc, w + c * kk, bc, yc, g, P, t); break;
+    case 5: depthwise_plane_rolling<V, 5>(xc, w + c * kk, bc, yc, g, P, t); break;
+    default: depthwise_plane_rolling<V, 3>(xc, w + c * kk, bc, yc, g, P, t); break;
+    }
+  }
+  if (nt) _mm_sfence();
+}
+
+} // namespace detail
+#endif
+
 namespace detail {
 template <class B>
 constexpr bool grouped_depthwise() noexcept {
   if constexpr (std::is_same_v<B, backend::scalar>) return false;
   else return is_avx512<typename B::arch>;
+}
+/// Whether B runs the rolling-row depthwise kernel (AVX-512, or AVX2 with FMA).
+template <class B>
+constexpr bool rolling_depthwise() noexcept {
+  if constexpr (std::is_same_v<B, backend::scalar>) return false;
+  else return is_avx512<typename B::arch> || (is_avx2<typename B::arch> && MEMBOUND_HAS_AVX2);
 }
 } // namespace detail
 
@@ -780,38 +898,14 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
   [[maybe_unused]] const bool stream =
       static_cast<double>(batch) * static_cast<double>(channels * plane_out) * 4.0 >=
       static_cast<double>(detail::stream_threshold_bytes);
-#if MEMBOUND_HAS_AVX512
-  if constexpr (detail::grouped_depthwise<B>())
-    if (g.stride == 1 && g.k % 2 == 1 && g.k >= 3 && detail::rolling_fits(g.out_w())) {
-      const index_t S = detail::rolling_stride(g), planes = batch * channels;
-      float* P = scratch;
-      std::fill_n(P, g.h * S, 0.0f); // the borders stay zero; each plane fills the interior
-      // Streaming: each plane is computed into an L1 staging buffer and leaves in whole lines.
-      const bool nt = stream && plane_out % 16 == 0 && reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
-      float* stage = scratch + g.h * S;
-      for (index_t n = 0; n < planes; ++n) {
-        const index_t c = n % channels;
-        const float* xc = x + n * plane_in;
-        const float bc = bias != nullptr ? bias[c] : 0.0f;
-        detail::rolling_traffic t;
-        if (n + 1 < planes) {
-          t.prefetch = reinterpret_cast<const char*>(xc + plane_in);
-          t.prefetch_lines = (plane_in * 4 + 63) / 64;
-        }
-        float* yc = y + n * plane_out;
-        if (nt) {
-          t.out = yc;
-          yc = stage;
-        }
-        switch (g.k) {
-        case 7: detail::depthwise_plane_rolling<7>(xc, w + c * kk, bc, yc, g, P, t); break;
-        case 5: detail::depthwise_plane_rolling<5>(xc, w + c * kk, bc, yc, g, P, t); break;
-        default: detail::depthwise_plane_rolling<3>(xc, w + c * kk, bc, yc, g, P, t); break;
-        }
-      }
-      if (nt) _mm_sfence();
+#if MEMBOUND_HAS_AVX2
+  if constexpr (detail::rolling_depthwise<B>()) {
+    using V = detail::rolling_traits_of<typename B::arch>;
+    if (g.stride == 1 && g.k % 2 == 1 && g.k >= 3 && detail::rolling_fits(g.out_w(), V::L)) {
+      detail::depthwise_planes_rolling<V>(x, channels, batch * channels, w, bias, y, g, scratch, stream);
       return;
     }
+  }
 #endif
   for (index_t n = 0; n < batch; ++n, x += channels * plane_in, y += channels * plane_out) {
   index_t c = 0;
