@@ -14,9 +14,7 @@ include_guard(GLOBAL)
 
 function(membound_find_onednn out_var)
   set(${out_var} 0 PARENT_SCOPE)
-  if(TARGET DNNL::dnnl)
-    set(_usable TRUE)
-  else()
+  if(NOT TARGET DNNL::dnnl)
     find_path(_membound_dnnl_dir dnnl-config.cmake
       HINTS "${dnnl_DIR}"
       PATH_SUFFIXES cmake/dnnl lib/cmake/dnnl lib/${CMAKE_LIBRARY_ARCHITECTURE}/cmake/dnnl lib64/cmake/dnnl

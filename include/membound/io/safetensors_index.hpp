@@ -56,7 +56,6 @@ public:
   /// Complexity: O(index size + sum of shard header sizes), plus O(shard size) per shard in
   ///   `load_mode::read`.
   static sharded_safetensors open(const std::filesystem::path& index_path, load_mode mode = load_mode::mmap) {
-    using ::membound::detail::concat;
     const std::string where = index_path.string();
     const detail::mapped_file file = detail::mapped_file::open(index_path, load_mode::mmap); // no allocation before the size check
     const std::span<const std::byte> raw = file.bytes();

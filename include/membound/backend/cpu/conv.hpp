@@ -563,6 +563,14 @@ struct rolling_avx512 {
   static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
     _mm512_stream_ps(dst, _mm512_loadu_ps(src));
   }
+  /// w floats from src to dst by masked vectors. (fill_phase_row, which rewrites the borders and
+  /// goes through memcpy per row, measured 3x3 at 0.64-1.02 of the copy probe against 1.09-1.59.)
+  static void copy_row(const float* src, float* dst, index_t w) noexcept {
+    for (index_t j = 0; j < w; j += 16) {
+      const __mmask16 m = static_cast<__mmask16>((1u << std::min<index_t>(16, w - j)) - 1u);
+      _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
+    }
+  }
 };
 #endif
 struct rolling_avx2 {
@@ -581,6 +589,9 @@ struct rolling_avx2 {
   static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
     _mm256_stream_ps(dst, _mm256_loadu_ps(src));
     _mm256_stream_ps(dst + 8, _mm256_loadu_ps(src + 8));
+  }
+  static void copy_row(const float* src, float* dst, index_t w) noexcept {
+    std::memcpy(dst, src, static_cast<std::size_t>(w) * sizeof(float));
   }
 };
 
@@ -690,25 +701,6 @@ void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const 
   for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
 }
 
-/// Copies rows of w floats (row stride w) into a padded buffer (row stride S), interiors only: the
-/// rolling kernel zeroes the borders once per call. (fill_phase_row, which rewrites the borders
-/// and goes through memcpy per row, measured 3x3 at 0.64-1.02 of the copy probe against 1.09-1.59
-/// with these AVX-512 masked copies.)
-template <class V>
-void copy_rows(const float* src, float* dst, index_t rows, index_t w, index_t S) noexcept {
-#if MEMBOUND_HAS_AVX512
-  if constexpr (std::is_same_v<V, rolling_avx512>) {
-    for (index_t r = 0; r < rows; ++r)
-      for (index_t j = 0; j < w; j += 16) {
-        const __mmask16 m = static_cast<__mmask16>((1u << std::min<index_t>(16, w - j)) - 1u);
-        _mm512_mask_storeu_ps(dst + r * S + j, m, _mm512_maskz_loadu_ps(m, src + r * w + j));
-      }
-    return;
-  }
-#endif
-  for (index_t r = 0; r < rows; ++r) std::memcpy(dst + r * S, src + r * w, static_cast<std::size_t>(w) * sizeof(float));
-}
-
 /// Stride-1 depthwise convolution of one plane x (h,w) -> y (ho,wo) by rolling rows (see
 /// depthwise_rolling). The plane is copied into `P` (g.h rows of rolling_stride(g) floats whose
 /// borders are already zero), then the output columns run in passes of at most V::nv_max(K)
@@ -720,7 +712,8 @@ void depthwise_plane_rolling(const float* x, const float* wk, float bias, float*
   constexpr index_t L = V::L;
   constexpr int NVmax = V::nv_max(K);
   const index_t S = rolling_stride(g), wo = g.out_w();
-  copy_rows<V>(x, P + g.pad, g.h, g.w, S);
+  // The plane's rows into the interior of P (the borders were zeroed once per call).
+  for (index_t r = 0; r < g.h; ++r) V::copy_row(x + r * g.w, P + g.pad + r * S, g.w);
   float zk[K]; // per filter row: the K products w * 0 summed in order
   for (int ky = 0; ky < K; ++ky) {
     float z = wk[ky * K] * 0.0f;
@@ -732,25 +725,12 @@ void depthwise_plane_rolling(const float* x, const float* wk, float bias, float*
   for (index_t p = 0; p < passes; ++p) {
     const index_t nv = nvec / passes + (p < nvec % passes ? 1 : 0);
     const bool first = p == 0, last = p + 1 == passes;
-    if constexpr (NVmax >= 4)
-      if (nv >= 4) {
-        depthwise_rolling<V, K, 4>(P, S, g, wk, zk, bias, y, x0, t, first, last);
-        x0 += L * nv;
-        continue;
-      }
-    if constexpr (NVmax >= 3)
-      if (nv == 3) {
-        depthwise_rolling<V, K, 3>(P, S, g, wk, zk, bias, y, x0, t, first, last);
-        x0 += L * nv;
-        continue;
-      }
-    if constexpr (NVmax >= 2)
-      if (nv == 2) {
-        depthwise_rolling<V, K, 2>(P, S, g, wk, zk, bias, y, x0, t, first, last);
-        x0 += L * nv;
-        continue;
-      }
-    depthwise_rolling<V, K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+    switch (nv) { // nv <= NVmax: the std::min only keeps NV > NVmax from being instantiated
+    case 1: depthwise_rolling<V, K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 2: depthwise_rolling<V, K, std::min(2, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 3: depthwise_rolling<V, K, std::min(3, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    default: depthwise_rolling<V, K, std::min(4, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    }
     x0 += L * nv;
   }
 }
@@ -802,7 +782,7 @@ constexpr bool grouped_depthwise() noexcept {
 template <class B>
 constexpr bool rolling_depthwise() noexcept {
   if constexpr (std::is_same_v<B, backend::scalar>) return false;
-  else return is_avx512<typename B::arch> || (is_avx2<typename B::arch> && MEMBOUND_HAS_AVX2);
+  else return is_avx512<typename B::arch> || is_avx2<typename B::arch>;
 }
 } // namespace detail
 
