@@ -148,8 +148,9 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
     struct batch_case {
       index_t b, ch, side, k;
     };
+    // Rows of 8 and 9 (7x7) run AVX2's two filter-row bands over fewer output rows than a band.
     for (const batch_case bc : {batch_case{3, 20, 28, 5}, batch_case{2, 35, 7, 7}, batch_case{6, 128, 56, 7},
-                                batch_case{4, 17, 30, 3}}) {
+                                batch_case{4, 17, 30, 3}, batch_case{2, 9, 8, 7}, batch_case{1, 3, 9, 7}}) {
       const cpu::conv_geometry g{bc.side, bc.side, bc.k, 1, bc.k / 2};
       CAPTURE(bc.b);
       CAPTURE(bc.ch);
@@ -175,19 +176,25 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
   {
     // Zero padding contributes w * 0 on every path: signed zeros (bias -0, negative weights, zero
     // input) and NaNs (an infinite weight against the padding) come out as in the scalar twin.
-    for (index_t side : {7, 28}) {
-      const cpu::conv_geometry g{side, side, 5, 1, 2};
+    // 7x7 covers the second filter-row band of AVX2 (a NaN in its rows, padding rows in both).
+    for (const auto& sk : {std::pair<index_t, index_t>{7, 5}, {28, 5}, {28, 7}, {9, 7}}) {
+      const index_t side = sk.first, k = sk.second;
+      CAPTURE(side);
+      CAPTURE(k);
+      const index_t kk = k * k, pad = k / 2;
+      const cpu::conv_geometry g{side, side, k, 1, pad};
       const index_t ch = 16;
-      std::vector<float> x(static_cast<std::size_t>(ch * side * side), 0.0f), w(static_cast<std::size_t>(ch * 25)),
+      std::vector<float> x(static_cast<std::size_t>(ch * side * side), 0.0f), w(static_cast<std::size_t>(ch * kk)),
           b(static_cast<std::size_t>(ch), -0.0f);
       for (index_t c = 0; c < ch; ++c)
-        for (index_t t = 0; t < 25; ++t) {
-          const index_t ky = t / 5;
+        for (index_t t = 0; t < kk; ++t) {
+          const index_t ky = t / k;
           float v = c % 2 == 0 ? -0.25f : (t % 3 == 0 ? 0.5f : -0.25f); // even channels: negative only
-          if (c == 1) v = ky >= 2 ? -0.25f : 0.5f; // output row 0: positive taps on the padding rows only
-          w[static_cast<std::size_t>(c * 25 + t)] = v;
+          if (c == 1) v = ky >= pad ? -0.25f : 0.5f; // output row 0: positive taps on the padding rows only
+          w[static_cast<std::size_t>(c * kk + t)] = v;
         }
-      w[25 * 3 + 7] = std::numeric_limits<float>::infinity(); // channel 3
+      w[kk * 3 + 7] = std::numeric_limits<float>::infinity();      // channel 3, filter row 1
+      w[kk * 5 + kk - 2] = std::numeric_limits<float>::infinity(); // channel 5, the last filter row
       x[static_cast<std::size_t>(5 * side * side + side + 1)] = 2.0f; // channel 5: one nonzero
       std::vector<float> y0(x.size()), y1(x.size(), 1.0f), scratch(static_cast<std::size_t>(cpu::depthwise_scratch_floats<>(g)));
       cpu::depthwise_conv2d_planes<backend::scalar>(x.data(), ch, w.data(), b.data(), y0.data(), g, nullptr);

@@ -296,9 +296,16 @@ MEMBOUND_ALWAYS_INLINE void dense_row(const float* row, const padded_plane& p, i
   });
 }
 
-/// Row stride (floats) of the zero-bordered plane copy the rolling-row kernel reads: whole vectors
-/// of output columns plus the k - 1 columns the taps reach past them.
-inline index_t rolling_stride(const conv_geometry& g) noexcept { return (g.out_w() + 15) / 16 * 16 + g.k - 1; }
+/// Row stride (floats) of the zero-bordered plane copies the rolling-row kernel reads: whole vectors
+/// of output columns plus the k - 1 columns the taps reach past them, rounded up to whole 64-byte
+/// lines (so a row's line boundaries sit at the same columns in every row).
+inline index_t rolling_stride(const conv_geometry& g) noexcept {
+  return ((g.out_w() + 15) / 16 * 16 + g.k - 1 + 15) / 16 * 16;
+}
+/// Floats of scratch the rolling-row kernel uses: alignment, the plane copy, an output plane.
+inline index_t rolling_scratch_floats(const conv_geometry& g) noexcept {
+  return 16 + g.h * rolling_stride(g) + g.out_h() * g.out_w();
+}
 
 template <class B>
 constexpr index_t conv_lanes() noexcept {
@@ -544,21 +551,28 @@ constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 :
 #if MEMBOUND_HAS_AVX2
 namespace detail {
 
-/// The vector operations of the rolling-row depthwise kernel, one traits struct per ISA:
-/// `L` lanes, `NVmax[K]` vectors of output columns per pass (K x NV accumulators, NV loaded
-/// vectors and a broadcast fit the register file: 32 zmm on AVX-512, 16 ymm on AVX2).
+/// The vector operations of the rolling-row depthwise kernel, one traits struct per ISA: `L`
+/// lanes; `nv_max(K)` vectors of output columns per strip and `band_split(K)`, the filter row
+/// that starts a second band (K: one band), chosen so that R x NV accumulators (R filter rows in
+/// the band), NV loaded vectors and a broadcast fit the register file (32 zmm on AVX-512, 16 ymm
+/// on AVX2). Two bands cost one more store and load of each output vector but, on AVX2, keep a
+/// 7x7 filter's 7 x 2 accumulators from spilling into the FMA chains (0.74 -> 0.81 of the FMA
+/// peak on a plane in L1, machine A).
 #if MEMBOUND_HAS_AVX512
 struct rolling_avx512 {
   using reg = __m512;
   using mask = __mmask16;
   static constexpr index_t L = 16;
   static constexpr int nv_max(int) noexcept { return 4; }
+  static constexpr int band_split(int k) noexcept { return k; }
   static MEMBOUND_ALWAYS_INLINE reg loadu(const float* p) noexcept { return _mm512_loadu_ps(p); }
+  static MEMBOUND_ALWAYS_INLINE reg load_masked(const float* p, mask m) noexcept { return _mm512_maskz_loadu_ps(m, p); }
   static MEMBOUND_ALWAYS_INLINE reg set1(float v) noexcept { return _mm512_set1_ps(v); }
   static MEMBOUND_ALWAYS_INLINE reg fma(reg a, reg b, reg c) noexcept { return _mm512_fmadd_ps(a, b, c); }
   static MEMBOUND_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
   static MEMBOUND_ALWAYS_INLINE mask make_mask(index_t n) noexcept { return static_cast<mask>((1u << n) - 1u); }
   static MEMBOUND_ALWAYS_INLINE void store(float* p, reg v, mask m) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+  static MEMBOUND_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { _mm512_storeu_ps(p, v); }
   /// One 64-byte line (16 floats) from L1 to `dst` (64-byte aligned) with a non-temporal store.
   static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
     _mm512_stream_ps(dst, _mm512_loadu_ps(src));
@@ -577,8 +591,10 @@ struct rolling_avx2 {
   using reg = __m256;
   using mask = __m256i;
   static constexpr index_t L = 8;
-  static constexpr int nv_max(int k) noexcept { return k <= 3 ? 3 : 2; }
+  static constexpr int nv_max(int k) noexcept { return k <= 3 ? 3 : (k == 5 ? 2 : 3); }
+  static constexpr int band_split(int k) noexcept { return k == 7 ? 4 : k; }
   static MEMBOUND_ALWAYS_INLINE reg loadu(const float* p) noexcept { return _mm256_loadu_ps(p); }
+  static MEMBOUND_ALWAYS_INLINE reg load_masked(const float* p, mask m) noexcept { return _mm256_maskload_ps(p, m); }
   static MEMBOUND_ALWAYS_INLINE reg set1(float v) noexcept { return _mm256_set1_ps(v); }
   static MEMBOUND_ALWAYS_INLINE reg fma(reg a, reg b, reg c) noexcept { return _mm256_fmadd_ps(a, b, c); }
   static MEMBOUND_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
@@ -586,6 +602,7 @@ struct rolling_avx2 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
   static MEMBOUND_ALWAYS_INLINE void store(float* p, reg v, mask m) noexcept { _mm256_maskstore_ps(p, m, v); }
+  static MEMBOUND_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { _mm256_storeu_ps(p, v); }
   static MEMBOUND_ALWAYS_INLINE void stream_line(float* dst, const float* src) noexcept {
     _mm256_stream_ps(dst, _mm256_loadu_ps(src));
     _mm256_stream_ps(dst + 8, _mm256_loadu_ps(src + 8));
@@ -621,49 +638,64 @@ struct rolling_traffic {
 };
 
 /// One pass of the rolling-row depthwise kernel (stride 1, K x K) over NV vectors of V::L output
-/// columns from x0. `P` holds the input rows with `pad` zero columns on the left, row stride S;
-/// padded rows above and below the input are not stored. Each input row is read once: per tap
-/// column kx one (unaligned) load per vector, which feeds the K output rows that read this input
-/// row (K x NV accumulators stay in registers), so a vector of outputs costs K loads, K^2
-/// broadcasts and K^2 FMAs, and no shuffles. Each accumulator still sees bias, then its taps in
-/// (ky, kx) order. A zero-padding row adds `zk[ky]`, the sum of its K products w * 0 in order, to
-/// the accumulators that read it (bit for bit the same as adding them one by one: every product
-/// is a signed zero or a NaN). `last`: this pass completes the output rows (streams them out when
-/// t.out is set); `first`: it prefetches.
-template <class V, int K, int NV>
+/// columns from x0, for the filter rows [KY0, KY1) (a band: see depthwise_strip). `P` holds the
+/// input rows with `pad` zero columns on the left, row stride S, 64-byte aligned (so loads of
+/// vectors that start on a line boundary never split); padded rows above and below the input are
+/// not stored. Each input row is read once: per tap column kx one (unaligned) load
+/// per vector, which feeds the R = KY1 - KY0 output rows that read this input row through the band
+/// (R x NV accumulators stay in registers), so a vector of outputs costs K loads, K R broadcasts
+/// and K R FMAs per band, and no shuffles. The first band starts each output row from the bias,
+/// later bands from the partial sum the band before stored in y, so every output still sees bias,
+/// then its taps in (ky, kx) order. A zero-padding row adds `zk[ky]`, the sum of its K products
+/// w * 0 in order, to the accumulators that read it (bit for bit the same as adding them one by
+/// one: every product is a signed zero or a NaN). `last`: this pass completes the output rows
+/// (streams them out when t.out is set); `first`: it prefetches.
+template <class V, int K, int KY0, int KY1, int NV>
 void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const float* wk, const float* zk,
                        float bias, float* y, index_t x0, const rolling_traffic& t, bool first, bool last) noexcept {
   using reg = typename V::reg;
   constexpr index_t L = V::L;
-  const index_t ho = g.out_h(), wo = g.out_w(), rows = ho + K - 1;
+  constexpr int R = KY1 - KY0;
+  const index_t ho = g.out_h(), wo = g.out_w(), r_end = ho + KY1 - 1;
   const char* pf = first ? t.prefetch : nullptr;
   const char* const pf_end = pf + (first ? 64 * t.prefetch_lines : 0);
   float* const out = last ? t.out : nullptr;
   index_t streamed = 0; // output floats streamed out so far (whole lines)
-  reg acc[K][NV]; // before row r: acc[j] holds output row r - (K - 1) + j, which reads it with ky = K - 1 - j
+  // Before padded input row r: acc[j] holds output row r - KY1 + 1 + j, which reads row r with
+  // ky = KY1 - 1 - j (acc[0] completes at row r, acc[R - 1] starts there).
+  reg acc[R][NV];
   typename V::mask sm[NV]; // store masks of the NV output vectors
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) sm[v] = V::make_mask(std::clamp<index_t>(wo - x0 - L * v, 0, L));
   const reg bv = V::set1(bias);
   // One padded input row r. Checked: some output rows r - ky fall outside [0, ho) (the first
-  // and last K - 1 rows). The loop body stays one row long: the accumulators rotate by register
-  // moves (a K-fold unrolled ring measured no faster and is K times the code).
+  // and last rows of the band). The loop body stays one row long: the accumulators rotate by
+  // register moves (a ring unrolled R-fold measured no faster and is R times the code).
   auto step = [&]<bool Checked>(index_t r) MEMBOUND_INLINE_LAMBDA {
+    const index_t start = r - KY0; // the output row acc[R - 1] starts
+    if (KY0 == 0 || (Checked && start >= ho)) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[K - 1][v] = bv;
+      for (int v = 0; v < NV; ++v) acc[R - 1][v] = bv;
+    } else { // the band before stored this row's partial sum (only the lanes inside the row)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const float* p = y + start * wo + x0 + L * v;
+        acc[R - 1][v] = v + 1 < NV ? V::loadu(p) : V::load_masked(p, sm[v]);
+      }
+    }
     const index_t iy = r - g.pad;
     if (iy >= 0 && iy < g.h) {
       const float* src = P + iy * S + x0;
       const float* wr = wk;
-      asm("" : "+r"(wr)); // the K^2 broadcasts stay in the row (hoisted, they would be spilled)
+      asm("" : "+r"(wr)); // the K R broadcasts stay in the row (hoisted, they would be spilled)
 #pragma GCC unroll 8
       for (int kx = 0; kx < K; ++kx) {
         reg sh[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) sh[v] = V::loadu(src + L * v + kx);
 #pragma GCC unroll 8
-        for (int j = 0; j < K; ++j) {
-          const int ky = K - 1 - j;
+        for (int j = 0; j < R; ++j) {
+          const int ky = KY1 - 1 - j;
           if (Checked && (r - ky < 0 || r - ky >= ho)) continue;
           const reg wv = V::set1(wr[ky * K + kx]);
 #pragma GCC unroll 4
@@ -672,39 +704,57 @@ void depthwise_rolling(const float* P, index_t S, const conv_geometry& g, const 
       }
     } else {
 #pragma GCC unroll 8
-      for (int j = 0; j < K; ++j) {
-        const int ky = K - 1 - j;
+      for (int j = 0; j < R; ++j) {
+        const int ky = KY1 - 1 - j;
         if (r - ky < 0 || r - ky >= ho) continue;
         const reg z = V::set1(zk[ky]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[j][v] = V::add(acc[j][v], z);
       }
     }
-    const index_t done = r - (K - 1); // output row acc[0] is complete
-    if (!Checked || done >= 0) {
+    const index_t done = r - (KY1 - 1); // output row acc[0] is complete (for this band)
+    if (!Checked || (done >= 0 && done < ho)) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) V::store(y + done * wo + x0 + L * v, acc[0][v], sm[v]);
+      for (int v = 0; v < NV; ++v) { // only a strip's last vector can be partial
+        float* p = y + done * wo + x0 + L * v;
+        if (v + 1 < NV) V::storeu(p, acc[0][v]);
+        else V::store(p, acc[0][v], sm[v]);
+      }
       if (out != nullptr) // the whole lines now complete leave while in L1
         for (const index_t ready = (done + 1) * wo / 16 * 16; streamed < ready; streamed += 16)
           V::stream_line(out + streamed, y + streamed);
     }
 #pragma GCC unroll 8
-    for (int j = 0; j + 1 < K; ++j)
+    for (int j = 0; j + 1 < R; ++j)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[j][v] = acc[j + 1][v];
     for (int l = 0; l < 4 && pf < pf_end; ++l, pf += 64) __builtin_prefetch(pf, 0, 2); // 4 lines a row
   };
-  for (index_t r = 0; r < rows; ++r) { // rows [K - 1, ho) need no checks
-    if (r >= K - 1 && r < ho) step.template operator()<false>(r);
+  for (index_t r = KY0; r < r_end; ++r) { // rows [KY1 - 1, ho + KY0) need no checks
+    if (r >= KY1 - 1 && r < ho + KY0) step.template operator()<false>(r);
     else step.template operator()<true>(r);
   }
   for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 2);
 }
 
+/// The passes of one column strip of NV vectors: the filter rows in V::bands(K) bands, each
+/// band a full sweep over the rows (see depthwise_rolling).
+template <class V, int K, int NV>
+void depthwise_strip(const float* P, index_t S, const conv_geometry& g, const float* wk, const float* zk,
+                     float bias, float* y, index_t x0, const rolling_traffic& t, bool first, bool last) noexcept {
+  constexpr int split = V::band_split(K); // first row of the second band, or K for one band
+  if constexpr (split >= K) {
+    depthwise_rolling<V, K, 0, K, NV>(P, S, g, wk, zk, bias, y, x0, t, first, last);
+  } else {
+    depthwise_rolling<V, K, 0, split, NV>(P, S, g, wk, zk, bias, y, x0, t, first, false);
+    depthwise_rolling<V, K, split, K, NV>(P, S, g, wk, zk, bias, y, x0, t, false, last);
+  }
+}
+
 /// Stride-1 depthwise convolution of one plane x (h,w) -> y (ho,wo) by rolling rows (see
 /// depthwise_rolling). The plane is copied into `P` (g.h rows of rolling_stride(g) floats whose
-/// borders are already zero), then the output columns run in passes of at most V::nv_max(K)
-/// vectors, split evenly. With t.out set, y is an L1 staging buffer and the plane streams out to
+/// borders are already zero, 64-byte aligned), then the output columns run in strips of at most
+/// V::nv_max(K) vectors, split evenly. With t.out set, y is an L1 staging buffer and the plane streams out to
 /// t.out as its rows complete.
 template <class V, int K>
 void depthwise_plane_rolling(const float* x, const float* wk, float bias, float* y, const conv_geometry& g,
@@ -726,10 +776,10 @@ void depthwise_plane_rolling(const float* x, const float* wk, float bias, float*
     const index_t nv = nvec / passes + (p < nvec % passes ? 1 : 0);
     const bool first = p == 0, last = p + 1 == passes;
     switch (nv) { // nv <= NVmax: the std::min only keeps NV > NVmax from being instantiated
-    case 1: depthwise_rolling<V, K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    case 2: depthwise_rolling<V, K, std::min(2, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    case 3: depthwise_rolling<V, K, std::min(3, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
-    default: depthwise_rolling<V, K, std::min(4, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 1: depthwise_strip<V, K, 1>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 2: depthwise_strip<V, K, std::min(2, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    case 3: depthwise_strip<V, K, std::min(3, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
+    default: depthwise_strip<V, K, std::min(4, NVmax)>(P, S, g, wk, zk, bias, y, x0, t, first, last); break;
     }
     x0 += L * nv;
   }
@@ -742,10 +792,12 @@ void depthwise_planes_rolling(const float* x, index_t channels, index_t planes, 
                               float* y, const conv_geometry& g, float* scratch, bool stream) noexcept {
   const index_t kk = g.k * g.k, plane_in = g.h * g.w, plane_out = g.out_h() * g.out_w();
   const index_t S = rolling_stride(g);
-  float* P = scratch;
-  std::fill_n(P, g.h * S, 0.0f); // the borders stay zero; each plane fills the interior
+  // scratch (rolling_scratch_floats): up to 15 floats to a 64-byte boundary, the plane copy P,
+  // the staging buffer.
+  float* P = scratch + (16 - reinterpret_cast<std::uintptr_t>(scratch) / sizeof(float) % 16) % 16;
+  float* stage = P + g.h * S;
+  std::fill(P, stage, 0.0f); // the borders stay zero; each plane fills the interior
   const bool nt = stream && plane_out % 16 == 0 && reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
-  float* stage = scratch + g.h * S;
   for (index_t n = 0; n < planes; ++n) {
     const index_t c = n % channels;
     const float* xc = x + n * plane_in;
@@ -791,15 +843,16 @@ template <class B = backend::best_cpu>
 index_t depthwise_scratch_floats(const conv_geometry& g) {
   const index_t ho = g.out_h(), wo = g.out_w();
   const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + ho * wo * 16 + 16;
-  return std::max({grouped, g.h * detail::rolling_stride(g) + ho * wo, conv_scratch_floats<B>(g, 1)});
+  return std::max({grouped, detail::rolling_scratch_floats(g), conv_scratch_floats<B>(g, 1)});
 }
 
 /// Depthwise convolution of `batch` images of `channels` consecutive planes, x (batch,C,h,w) ->
-/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. On AVX-512 at stride 1: odd
-/// k >= 3 on rows of at least 12 outputs (3/4 of the vector lanes used) run plane by plane through
-/// the rolling-row kernel, other cases in groups of 16 channels through the channel-interleaved
-/// kernel; either prefetches the next plane or group, across image boundaries too. Other cases
-/// run `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming
+/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. At stride 1 with odd k >= 3,
+/// rows that use 3/4 of their vectors' lanes (e.g. 12-16 outputs on AVX-512, 6-8 on AVX2) run plane by
+/// plane through the rolling-row kernel (AVX2 runs a 7x7 filter in two bands of filter rows);
+/// on AVX-512 the other stride-1 cases go in groups of 16 channels through the
+/// channel-interleaved kernel; either prefetches the next plane or group, across image
+/// boundaries too. Other cases run `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming
 /// stores. Per output the sum is bias, then taps in (ky, kx) order, on every path (results equal
 /// the scalar twin's bit for bit, signed zeros and NaNs from the padding included).
 /// scratch: depthwise_scratch_floats<B>(g) floats. Complexity: 2 k^2 flops per output.
