@@ -17,11 +17,13 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MEMBOUND_ALWAYS_INLINE inline __attribute__((always_inline))
+#define MEMBOUND_NOINLINE __attribute__((noinline))
 #define MEMBOUND_RESTRICT __restrict__
 #define MEMBOUND_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MEMBOUND_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #define MEMBOUND_ALWAYS_INLINE inline
+#define MEMBOUND_NOINLINE
 #define MEMBOUND_RESTRICT
 #define MEMBOUND_LIKELY(x) (x)
 #define MEMBOUND_UNLIKELY(x) (x)
