@@ -12,8 +12,11 @@
 ///    one RD_MAC per group);
 ///  - `k_outer`: per chunk, every group (the buffer is loaded once per chunk; one RD_MAC per
 ///    group and chunk, partial sums reduced on the ASIC).
-/// With one chunk both orders are the same schedule. `gemv_stream` yields a channel's commands
-/// for the event-driven scheduler; `gemv_cost` is the closed form of the same schedule.
+/// With one chunk both orders are the same schedule. With `packed` (K within one chunk), a DRAM
+/// row holds several matrix rows side by side (PIM-GPT's layout of the key cache: one key per
+/// row segment): a visit MACs each segment and drains it (RD_MAC) before the next, so one ACT16
+/// serves `pack` rows per bank. `gemv_stream` yields a channel's commands for the event-driven
+/// scheduler; `gemv_cost` is the closed form of the same schedule.
 
 #include <algorithm>
 #include <cstdint>
@@ -36,6 +39,7 @@ struct gemv_mapping {
   index_t m = 0, k = 0;
   loop_order order = loop_order::rows_outer;
   index_t first_row = 0;
+  bool packed = false; ///< several matrix rows per DRAM row (needs K within one chunk)
 
   /// bf16 elements per K-chunk: a DRAM row, or the global buffer if that is smaller.
   index_t chunk_elements(const organisation& org) const noexcept {
@@ -47,8 +51,15 @@ struct gemv_mapping {
     const index_t e = chunk_elements(org), len = std::min(e, k - j * e);
     return (len + org.mac_lanes - 1) / org.mac_lanes;
   }
-  /// Groups of org.banks() output rows in all, and those of channel c (round robin).
-  index_t groups(const organisation& org) const noexcept { return (m + org.banks() - 1) / org.banks(); }
+  /// Matrix rows per DRAM row and bank: 1, or as many K-long segments as a row holds when packed.
+  index_t pack(const organisation& org) const noexcept {
+    return packed && k <= chunk_elements(org) ? chunk_elements(org) / (chunk_columns(org, 0) * org.mac_lanes) : 1;
+  }
+  /// Groups of org.banks() x pack output rows in all (the last one padded), and those of
+  /// channel c (round robin).
+  index_t groups(const organisation& org) const noexcept {
+    return (m + org.banks() * pack(org) - 1) / (org.banks() * pack(org));
+  }
   index_t channel_groups(const organisation& org, index_t c) const noexcept {
     const index_t g = groups(org);
     return g / org.channels + (c < g % org.channels ? 1 : 0);
@@ -61,6 +72,8 @@ struct gemv_mapping {
     org.validate();
     MEMBOUND_EXPECTS(m >= 1 && k >= 1, config_error, "pim::gemv_mapping: shape ", m, " x ", k, ", expected >= 1 x 1");
     MEMBOUND_EXPECTS(first_row >= 0, config_error, "pim::gemv_mapping: first_row ", first_row, ", expected >= 0");
+    MEMBOUND_EXPECTS(!packed || k <= chunk_elements(org), config_error, "pim::gemv_mapping: packed rows of K = ", k,
+                     " do not fit one chunk of ", chunk_elements(org), " elements");
     MEMBOUND_EXPECTS(first_row + rows_per_bank(org) <= org.rows, budget_error, "pim::gemv_mapping: a ", m, " x ", k,
                      " bf16 matrix needs ", rows_per_bank(org), " rows per bank from row ", first_row, ", a bank has ",
                      org.rows, " (", org.capacity_bytes() / 1e9, " GB device)");
@@ -72,7 +85,7 @@ class gemv_stream {
 public:
   gemv_stream(const gemv_mapping& map, const organisation& org, index_t channel)
       : map_(map), org_(org), ch_(static_cast<std::int32_t>(channel)), groups_(map.channel_groups(org, channel)),
-        chunks_(map.chunks(org)) {
+        chunks_(map.chunks(org)), pack_(map.pack(org)) {
     map.validate(org);
     MEMBOUND_EXPECTS(channel >= 0 && channel < org.channels, config_error, "pim::gemv_stream: channel ", channel,
                      ", the device has ", org.channels);
@@ -98,12 +111,13 @@ public:
       return true;
     case phase::mac:
       c.kind = cmd::mac_ab;
-      c.col = static_cast<std::int32_t>(i_);
+      c.col = static_cast<std::int32_t>(seg_ * cols + i_);
       if (++i_ == cols) phase_ = drains() ? phase::drain : phase::pre;
       return true;
     case phase::drain:
       c.kind = cmd::rd_mac;
-      phase_ = phase::pre;
+      i_ = 0;
+      phase_ = ++seg_ < pack_ ? phase::mac : phase::pre;
       return true;
     case phase::pre:
       c.kind = cmd::pre_ab;
@@ -122,6 +136,7 @@ private:
   }
   void start_visit() {
     i_ = 0;
+    seg_ = 0;
     cols_ = map_.chunk_columns(org_, chunk_);
     phase_ = loads() ? phase::load : phase::act;
   }
@@ -142,17 +157,19 @@ private:
   gemv_mapping map_;
   organisation org_;
   std::int32_t ch_;
-  index_t groups_, chunks_, group_ = 0, chunk_ = 0, i_ = 0, cols_ = 0;
+  index_t groups_, chunks_, pack_, group_ = 0, chunk_ = 0, i_ = 0, cols_ = 0, seg_ = 0;
   phase phase_ = phase::load;
 };
 static_assert(command_stream<gemv_stream>);
 
 namespace detail {
 
-/// A row visit's shape: global-buffer loads before it, MAC16s, and whether it drains.
+/// A row visit's shape: global-buffer loads before it, MAC16s per segment, whether each segment
+/// drains, and the segments (matrix rows per bank) it serves.
 struct visit {
   index_t loads = 0, macs = 0;
   bool drain = false;
+  index_t segments = 1;
   friend bool operator==(const visit&, const visit&) = default;
 };
 
@@ -181,14 +198,17 @@ inline std::int64_t visit_step(const dram_timing& t, const visit& v, visit_state
   }
   std::int64_t a = last + 1;
   if (!s.first) a = std::max({a, s.pre + t.rp, t.rc, t.rrdl});
-  const std::int64_t m0 = std::max({a + t.rcdrd, a + 1, gb_ready, s.mac + t.mac});
-  const std::int64_t ml = m0 + (v.macs - 1) * t.mac;
-  last = ml;
-  std::int64_t d = s.drain;
-  if (v.drain) {
-    d = std::max({ml + t.mac, ml + 1, bus - t.cl_reg, s.drain + t.ccds});
-    bus = d + t.cl_reg + t.bl;
-    last = d;
+  last = a;
+  std::int64_t ml = s.mac, d = s.drain;
+  for (index_t seg = 0; seg < v.segments; ++seg) {
+    const std::int64_t m0 = std::max({a + t.rcdrd, last + 1, gb_ready, ml + t.mac});
+    ml = m0 + (v.macs - 1) * t.mac;
+    last = ml;
+    if (v.drain) {
+      d = std::max({ml + t.mac, ml + 1, bus - t.cl_reg, d + t.ccds});
+      bus = d + t.cl_reg + t.bl;
+      last = d;
+    }
   }
   const std::int64_t p = std::max({last + 1, a + t.ras, ml + t.rtp});
   auto rel = [a](std::int64_t x) { return x <= never / 2 ? never : x - a; };
@@ -226,7 +246,7 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
   map.validate(org);
   MEMBOUND_EXPECTS(4 * t.rc >= t.faw, config_error, "pim::gemv_cost: the closed form assumes 4 tRC >= tFAW (tRC ",
                    t.rc, ", tFAW ", t.faw, ")");
-  const index_t nk = map.chunks(org);
+  const index_t nk = map.chunks(org), pack = map.pack(org);
   std::vector<index_t> cols(static_cast<std::size_t>(nk));
   index_t cols_sum = 0;
   for (index_t j = 0; j < nk; ++j) cols_sum += cols[static_cast<std::size_t>(j)] = map.chunk_columns(org, j);
@@ -235,8 +255,8 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
     detail::visit_state s;
     std::int64_t a = 0; // cycle of the latest ACT16
     if (nk == 1) {
-      a += detail::visit_run(t, {cols[0], cols[0], true}, 1, s);
-      a += detail::visit_run(t, {0, cols[0], true}, g - 1, s);
+      a += detail::visit_run(t, {cols[0], cols[0], true, pack}, 1, s);
+      a += detail::visit_run(t, {0, cols[0], true, pack}, g - 1, s);
     } else if (map.order == loop_order::k_outer) {
       for (index_t j = 0; j < nk; ++j) {
         const index_t c = cols[static_cast<std::size_t>(j)];
@@ -270,9 +290,9 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
     const bool reload = map.order == loop_order::rows_outer && nk > 1;
     r.counts[cmd::act_ab] += g * nk;
     r.counts[cmd::pre_ab] += g * nk;
-    r.counts[cmd::mac_ab] += g * cols_sum;
+    r.counts[cmd::mac_ab] += g * cols_sum * pack;
     r.counts[cmd::wr_gb] += reload ? g * cols_sum : cols_sum;
-    r.counts[cmd::rd_mac] += map.order == loop_order::k_outer ? g * nk : g;
+    r.counts[cmd::rd_mac] += map.order == loop_order::k_outer && nk > 1 ? g * nk : g * pack;
   }
   return r;
 }

@@ -5,10 +5,12 @@
 /// DRAM chips with a multiply-accumulate unit in every bank (SK hynix AiM-like GDDR6) beside an
 /// ASIC. Device description (device.hpp: timing presets, organisation, energy), the command set
 /// (command.hpp), the event-driven command-level scheduler and schedule checker (scheduler.hpp),
-/// and the row-partitioned GEMV mapping with its closed-form cost (gemv.hpp). The model's
+/// the row-partitioned GEMV mapping with its closed-form cost (gemv.hpp), and the decode step of
+/// a transformer with GPU and CPU roofline baselines (decode.hpp). The model's
 /// assumptions and their sources are listed in include/membound/pim/README.md.
 
 #include "membound/pim/command.hpp"
+#include "membound/pim/decode.hpp"
 #include "membound/pim/device.hpp"
 #include "membound/pim/gemv.hpp"
 #include "membound/pim/scheduler.hpp"

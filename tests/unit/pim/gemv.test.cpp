@@ -17,8 +17,9 @@ TEST_CASE("pim gemv: the closed form equals the event-driven scheduler") {
   struct shape {
     index_t m, k;
   };
-  const shape shapes[] = {{16, 16},     {1, 1},       {100, 300},   {768, 768},  {2304, 768}, {3072, 768},
-                          {768, 3072},  {1000, 2500}, {4096, 1040}, {50257, 64}, {17, 1025}};
+  const shape shapes[] = {{16, 16},    {1, 1},       {100, 300},   {768, 768},  {2304, 768},
+                          {3072, 768}, {768, 3072},  {1000, 2500}, {4096, 1040}, {50257, 64},
+                          {17, 1025},  {4096, 128},  {300, 100}};
   pim::organisation small;
   small.channels = 4;
   small.row_bytes = 1024;
@@ -32,22 +33,25 @@ TEST_CASE("pim gemv: the closed form equals the event-driven scheduler") {
   for (const auto& org : {pim::organisation{}, small, narrow_gb, one})
     for (const auto& t : {pim::gddr6_2000_1350mv, pim::gddr6_2000_1250mv, slow_mac})
       for (const auto order : {pim::loop_order::rows_outer, pim::loop_order::k_outer})
-        for (const auto& sh : shapes) {
-          CAPTURE(org.channels);
-          CAPTURE(org.row_bytes);
-          CAPTURE(org.global_buffer_bytes);
-          CAPTURE(t.rp);
-          CAPTURE(t.mac);
-          CAPTURE(static_cast<int>(order));
-          CAPTURE(sh.m);
-          CAPTURE(sh.k);
-          const pim::gemv_mapping map{sh.m, sh.k, order};
-          const auto cf = pim::gemv_cost(t, org, map);
-          const auto ev = pim::gemv_schedule(t, org, map);
-          CHECK(cf.cycles == ev.cycles);
-          CHECK(cf.channel_cycles == ev.channel_cycles);
-          CHECK(cf.counts == ev.counts);
-        }
+        for (const bool packed : {false, true})
+          for (const auto& sh : shapes) {
+            if (packed && sh.k > pim::gemv_mapping{sh.m, sh.k}.chunk_elements(org)) continue;
+            CAPTURE(org.channels);
+            CAPTURE(org.row_bytes);
+            CAPTURE(org.global_buffer_bytes);
+            CAPTURE(t.rp);
+            CAPTURE(t.mac);
+            CAPTURE(static_cast<int>(order));
+            CAPTURE(sh.m);
+            CAPTURE(sh.k);
+            CAPTURE(packed);
+            const pim::gemv_mapping map{sh.m, sh.k, order, 0, packed};
+            const auto cf = pim::gemv_cost(t, org, map);
+            const auto ev = pim::gemv_schedule(t, org, map);
+            CHECK(cf.cycles == ev.cycles);
+            CHECK(cf.channel_cycles == ev.channel_cycles);
+            CHECK(cf.counts == ev.counts);
+          }
 }
 
 TEST_CASE("pim gemv: command counts by hand, loop orders, channel scaling") {
@@ -83,6 +87,26 @@ TEST_CASE("pim gemv: command counts by hand, loop orders, channel scaling") {
     // A second group: ACT16 at max(78 + tRP 26, 25 + tRC 79) = 104, so every later one 79 apart.
     const auto r2 = pim::gemv_cost(t, o1, {32, 64});
     CHECK(r2.cycles == 79 + 79);
+  }
+  // Packed rows (the key-cache layout): 768 keys of 64 values, 16 to a DRAM row: 3 visits of 16
+  // segments (4 MAC16 and one RD_MAC each) per bank.
+  {
+    pim::organisation o1 = org;
+    o1.channels = 1;
+    const pim::gemv_mapping keys{768, 64, pim::loop_order::rows_outer, 0, true};
+    CHECK(keys.pack(o1) == 16);
+    const auto r = pim::gemv_cost(t, o1, keys);
+    CHECK(r.counts[cmd::act_ab] == 3);
+    CHECK(r.counts[cmd::mac_ab] == 3 * 16 * 4);
+    CHECK(r.counts[cmd::rd_mac] == 3 * 16);
+    CHECK(r.counts[cmd::wr_gb] == 4);
+    // the RD_MAC bursts (tBL 8) pace the segments: 8 cycles per key instead of a row visit each
+    const auto unpacked = pim::gemv_cost(t, o1, {768, 64});
+    CHECK(unpacked.counts[cmd::act_ab] == 48);
+    CHECK(r.cycles * 4 < unpacked.cycles);
+    pim::gemv_mapping too_long = keys;
+    too_long.k = 1025;
+    CHECK_THROWS_WITH_AS(pim::gemv_cost(t, o1, too_long), doctest::Contains("packed rows of K = 1025"), config_error);
   }
   // Doubling the channels halves the MAC phase: with g groups per channel, cycles = c0 + g P, so
   // C -> 2C removes g/2 periods and 2C -> 4C g/4.
