@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "membound/pim/gemv.hpp"
+#include "membound/pim/kv_append.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -85,7 +86,7 @@ struct step_cost {
   double gemv_ns = 0, attention_ns = 0, kv_write_ns = 0, asic_ns = 0, link_ns = 0;
   double pim_pj = 0, asic_pj = 0, link_pj = 0;
   double weight_bytes = 0, kv_bytes = 0; ///< bytes the PIM banks read for weights and attention
-  command_counts counts;
+  command_counts counts; ///< of the GEMVs (an append's commands are shared by its batch)
   double total_ns() const noexcept { return gemv_ns + attention_ns + kv_write_ns + asic_ns + link_ns; }
   double total_pj() const noexcept { return pim_pj + asic_pj + link_pj; }
 };
@@ -126,19 +127,14 @@ inline step_cost decode_step(const model_shape& m, const dram_timing& t, const o
     link(2.0 * static_cast<double>(k * inputs) + 2.0 * static_cast<double>(rows * partials));
     if (partials > 1) asic_ops(static_cast<double>(rows * (partials - 1)));
   };
-  // The new token's K (one row segment per KV head) and V (one element in each of head_dim rows
-  // of V transposed per KV head, one row visit per row per append batch): single-bank write
-  // visits, spread over the banks and channels, paced by the activation window.
+  // The new token's K and V: one append of `append_batch` tokens per layer, scheduled command by
+  // command (kv_append.hpp; the same for every layer, so scheduled once), its cost shared by the
+  // batch's tokens.
+  const auto append = kv_append_schedule(t, org, {m.kv_heads, m.head_dim, opt.append_batch});
+  const double per_token = 1.0 / static_cast<double>(opt.append_batch);
   auto kv_append = [&]() {
-    const double visits = static_cast<double>(m.kv_heads) *
-                          (1.0 + static_cast<double>(hd) / static_cast<double>(opt.append_batch));
-    const double per_channel = visits / static_cast<double>(org.channels);
-    const double act_gap = std::max(static_cast<double>(t.rrds), static_cast<double>(t.faw) / 4.0);
-    const double visit = static_cast<double>(t.rcdwr + t.cwl + t.bl + t.wr + t.rp);
-    c.kv_write_ns += (std::max(0.0, std::ceil(per_channel) - 1.0) * act_gap + visit) * tck;
-    const double writes = static_cast<double>(m.kv_heads) * 2.0 * static_cast<double>(hd) * 2.0 /
-                          static_cast<double>(org.access_bytes);
-    c.pim_pj += visits * e.act_pj + writes * e.wr_pj;
+    c.kv_write_ns += static_cast<double>(append.cycles) * tck * per_token;
+    c.pim_pj += command_energy_pj(append.counts, org, e) * per_token;
     link(2.0 * 2.0 * static_cast<double>(m.kv_heads * hd));
   };
   const double norm = m.llama ? asic.norm_ops - 1.0 : asic.norm_ops; // RMSNorm skips the mean
