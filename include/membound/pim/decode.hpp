@@ -114,10 +114,11 @@ inline step_cost decode_step(const model_shape& m, const dram_timing& t, const o
     c.link_ns += bytes * link_ns_per_byte;
     c.link_pj += bytes * e.io_pj_per_byte;
   };
-  // A GEMV on the banks: the input crosses the link once (broadcast), the outputs (and partial
-  // sums of K-outer chunks, reduced on the ASIC) come back.
+  // A GEMV on the banks: its `inputs` input vectors (attention: one per head) cross the link once
+  // each (broadcast), the outputs (and partial sums of K-outer chunks, reduced on the ASIC) come back.
   auto gemv = [&](index_t rows, index_t k, bool attention, bool packed = false, index_t inputs = 1) {
-    const gemv_mapping map{rows, k, packed ? loop_order::rows_outer : opt.order, 0, packed};
+    gemv_mapping map{rows, k, packed ? loop_order::rows_outer : opt.order, 0, packed};
+    map.inputs = inputs;
     const auto r = gemv_cost(t, org, map);
     (attention ? c.attention_ns : c.gemv_ns) += static_cast<double>(r.cycles) * tck;
     c.pim_pj += command_energy_pj(r.counts, org, e);

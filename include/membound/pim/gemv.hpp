@@ -20,7 +20,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "membound/pim/scheduler.hpp"
@@ -40,6 +42,10 @@ struct gemv_mapping {
   loop_order order = loop_order::rows_outer;
   index_t first_row = 0;
   bool packed = false; ///< several matrix rows per DRAM row (needs K within one chunk)
+  /// Distinct input vectors: input i serves rows [i m / inputs, (i + 1) m / inputs) (attention:
+  /// one per head). A visit loads the inputs its rows need unless the channel's previous visit
+  /// of the same chunk needed the same ones (rows-outer with several chunks loads every visit).
+  index_t inputs = 1;
 
   /// bf16 elements per K-chunk: a DRAM row, or the global buffer if that is smaller.
   index_t chunk_elements(const organisation& org) const noexcept {
@@ -64,6 +70,20 @@ struct gemv_mapping {
     const index_t g = groups(org);
     return g / org.channels + (c < g % org.channels ? 1 : 0);
   }
+  /// The inputs [first, last] that group g (numbered over the whole device) needs.
+  std::pair<index_t, index_t> group_inputs(const organisation& org, index_t g) const noexcept {
+    const index_t per = m / inputs, rows = org.banks() * pack(org);
+    return {g * rows / per, (std::min(m, (g + 1) * rows) - 1) / per};
+  }
+  /// Global-buffer accesses loaded before channel c's visit of its i-th group and chunk j.
+  index_t visit_loads(const organisation& org, index_t c, index_t i, index_t j) const noexcept {
+    const index_t cols = chunk_columns(org, j);
+    const auto [first, last] = group_inputs(org, c + i * org.channels);
+    const index_t need = (last - first + 1) * cols;
+    if (order == loop_order::rows_outer && chunks(org) > 1) return need; // every visit reloads
+    if (i == 0) return need;
+    return group_inputs(org, c + (i - 1) * org.channels) == std::pair{first, last} ? 0 : need;
+  }
   /// DRAM rows each bank needs.
   index_t rows_per_bank(const organisation& org) const noexcept { return channel_groups(org, 0) * chunks(org); }
 
@@ -74,6 +94,15 @@ struct gemv_mapping {
     MEMBOUND_EXPECTS(first_row >= 0, config_error, "pim::gemv_mapping: first_row ", first_row, ", expected >= 0");
     MEMBOUND_EXPECTS(!packed || k <= chunk_elements(org), config_error, "pim::gemv_mapping: packed rows of K = ", k,
                      " do not fit one chunk of ", chunk_elements(org), " elements");
+    MEMBOUND_EXPECTS(inputs >= 1 && m % inputs == 0, config_error, "pim::gemv_mapping: ", inputs,
+                     " input vectors for ", m, " rows, expected a divisor of the rows");
+    const index_t per = m / inputs, rows = org.banks() * pack(org);
+    // Inputs one group can touch: groups start at multiples of `rows`, so at offsets within an
+    // input that are multiples of gcd(rows, per); the last such offset straddles the most.
+    const index_t span = std::min(inputs, (per - std::gcd(rows, per) + rows - 1) / per + 1);
+    MEMBOUND_EXPECTS(span * chunk_columns(org, 0) <= org.buffer_entries(), config_error, "pim::gemv_mapping: a group of ",
+                     rows, " rows can need ", span, " inputs of ", chunk_columns(org, 0),
+                     " accesses, the global buffer holds ", org.buffer_entries());
     MEMBOUND_EXPECTS(first_row + rows_per_bank(org) <= org.rows, budget_error, "pim::gemv_mapping: a ", m, " x ", k,
                      " bf16 matrix needs ", rows_per_bank(org), " rows per bank from row ", first_row, ", a bank has ",
                      org.rows, " (", org.capacity_bytes() / 1e9, " GB device)");
@@ -101,7 +130,7 @@ public:
     case phase::load:
       c.kind = cmd::wr_gb;
       c.col = static_cast<std::int32_t>(i_);
-      if (++i_ == cols) phase_ = phase::act;
+      if (++i_ == loads_) phase_ = phase::act;
       return true;
     case phase::act:
       c.kind = cmd::act_ab;
@@ -130,15 +159,12 @@ public:
 private:
   enum class phase : std::uint8_t { load, act, mac, drain, pre };
   bool drains() const noexcept { return map_.order == loop_order::k_outer || chunk_ + 1 == chunks_; }
-  bool loads() const noexcept {
-    if (map_.order == loop_order::k_outer || chunks_ == 1) return group_ == 0; // once per chunk
-    return true;                                                               // every visit
-  }
   void start_visit() {
     i_ = 0;
     seg_ = 0;
     cols_ = map_.chunk_columns(org_, chunk_);
-    phase_ = loads() ? phase::load : phase::act;
+    loads_ = map_.visit_loads(org_, ch_, group_, chunk_);
+    phase_ = loads_ > 0 ? phase::load : phase::act;
   }
   void advance() {
     const bool k_outer = map_.order == loop_order::k_outer && chunks_ > 1;
@@ -157,7 +183,7 @@ private:
   gemv_mapping map_;
   organisation org_;
   std::int32_t ch_;
-  index_t groups_, chunks_, pack_, group_ = 0, chunk_ = 0, i_ = 0, cols_ = 0, seg_ = 0;
+  index_t groups_, chunks_, pack_, group_ = 0, chunk_ = 0, i_ = 0, cols_ = 0, seg_ = 0, loads_ = 0;
   phase phase_ = phase::load;
 };
 static_assert(command_stream<gemv_stream>);
@@ -237,8 +263,9 @@ inline std::int64_t visit_run(const dram_timing& t, const visit& v, index_t coun
 } // namespace detail
 
 /// The closed-form cycles and command counts of a gemv_mapping: the per-visit maxima of
-/// detail::visit_step summed over the mapping's visit pattern, O(K-chunks) whatever M is (the
-/// channel with the most groups is the slowest; counts add every channel). Equals
+/// detail::visit_step summed over the mapping's visit pattern, O(K-chunks) whatever M is with one
+/// input vector (with several, O(visits per channel) integer steps, runs of identical visits
+/// summed at once); counts add every channel. Equals
 /// `pim::schedule` of the gemv_streams cycle for cycle when refresh is off and 4 tRC >= tFAW
 /// (the ACT16 four back cannot bind). @throws config_error otherwise (use the scheduler then).
 inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, const gemv_mapping& map) {
@@ -250,11 +277,31 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
   std::vector<index_t> cols(static_cast<std::size_t>(nk));
   index_t cols_sum = 0;
   for (index_t j = 0; j < nk; ++j) cols_sum += cols[static_cast<std::size_t>(j)] = map.chunk_columns(org, j);
-  auto channel_cycles = [&](index_t g) -> std::int64_t {
+  std::int64_t loads_walked = 0; // WR_GB of the walk below (several inputs)
+  auto channel_cycles = [&](index_t ch, index_t g) -> std::int64_t {
     if (g == 0) return 0;
     detail::visit_state s;
     std::int64_t a = 0; // cycle of the latest ACT16
-    if (nk == 1) {
+    if (map.inputs > 1) {
+      // Every visit in stream order; runs of identical visits without loads are summed at once.
+      detail::visit cur;
+      index_t run = 0;
+      const bool k_major = map.order == loop_order::k_outer || nk == 1;
+      for (index_t x = 0; x < g * nk; ++x) {
+        const index_t i = k_major ? x % g : x / nk, j = k_major ? x / g : x % nk;
+        const index_t c = cols[static_cast<std::size_t>(j)];
+        const detail::visit v{map.visit_loads(org, ch, i, j), c, map.order == loop_order::k_outer || j + 1 == nk, pack};
+        loads_walked += v.loads;
+        if (run > 0 && v == cur && v.loads == 0) {
+          ++run;
+          continue;
+        }
+        if (run > 0) a += detail::visit_run(t, cur, run, s);
+        cur = v;
+        run = 1;
+      }
+      a += detail::visit_run(t, cur, run, s);
+    } else if (nk == 1) {
       a += detail::visit_run(t, {cols[0], cols[0], true, pack}, 1, s);
       a += detail::visit_run(t, {0, cols[0], true, pack}, g - 1, s);
     } else if (map.order == loop_order::k_outer) {
@@ -284,16 +331,17 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
   r.channel_cycles.resize(static_cast<std::size_t>(org.channels));
   for (index_t c = 0; c < org.channels; ++c) {
     const index_t g = map.channel_groups(org, c);
-    r.channel_cycles[static_cast<std::size_t>(c)] = channel_cycles(g);
+    r.channel_cycles[static_cast<std::size_t>(c)] = channel_cycles(c, g);
     r.cycles = std::max(r.cycles, r.channel_cycles[static_cast<std::size_t>(c)]);
     if (g == 0) continue;
     const bool reload = map.order == loop_order::rows_outer && nk > 1;
     r.counts[cmd::act_ab] += g * nk;
     r.counts[cmd::pre_ab] += g * nk;
     r.counts[cmd::mac_ab] += g * cols_sum * pack;
-    r.counts[cmd::wr_gb] += reload ? g * cols_sum : cols_sum;
+    if (map.inputs == 1) r.counts[cmd::wr_gb] += reload ? g * cols_sum : cols_sum;
     r.counts[cmd::rd_mac] += map.order == loop_order::k_outer && nk > 1 ? g * nk : g * pack;
   }
+  r.counts[cmd::wr_gb] += loads_walked;
   return r;
 }
 

@@ -41,6 +41,7 @@ TEST_CASE("pim decode: latency follows bytes per token, attention follows contex
     CHECK(c.attention_ns < 0.1 * c.total_ns());
   }
   // attention time is affine in the context: each doubling from 1024 adds twice the last step
+  // (within 2 %: how the heads' rows fall on channels, and so the buffer reloads, shifts a little)
   const auto& small = gpt_shapes()[0];
   std::vector<double> att;
   for (index_t ctx : {1024, 2048, 4096, 8192}) {
@@ -48,8 +49,8 @@ TEST_CASE("pim decode: latency follows bytes per token, attention follows contex
     o.context = ctx;
     att.push_back(pim::decode_step(small, T, org, o).attention_ns);
   }
-  CHECK(att[2] - att[1] == doctest::Approx(2.0 * (att[1] - att[0])).epsilon(1e-9));
-  CHECK(att[3] - att[2] == doctest::Approx(2.0 * (att[2] - att[1])).epsilon(1e-9));
+  CHECK(att[2] - att[1] == doctest::Approx(2.0 * (att[1] - att[0])).epsilon(0.02));
+  CHECK(att[3] - att[2] == doctest::Approx(2.0 * (att[2] - att[1])).epsilon(0.02));
   // keeping M tokens per KV head costs what a context of M costs
   pim::decode_options budget, shortm;
   budget.context = 8192;

@@ -54,6 +54,53 @@ TEST_CASE("pim gemv: the closed form equals the event-driven scheduler") {
           }
 }
 
+TEST_CASE("pim gemv: several input vectors (attention's heads), closed form against the scheduler") {
+  struct shape {
+    index_t m, k, inputs;
+    bool packed;
+  };
+  // scores: heads x kept keys of head_dim, packed; context: heads x head_dim rows over the kept
+  // tokens; kept counts that are and are not multiples of a group (16 banks x 16 keys)
+  const shape shapes[] = {{12 * 1024, 64, 12, true}, {25 * 1000, 64, 25, true}, {8 * 300, 128, 8, true},
+                          {12 * 64, 1024, 12, false}, {25 * 64, 2500, 25, false}, {8 * 128, 700, 8, false},
+                          {6 * 48, 100, 6, false}};
+  pim::organisation four;
+  four.channels = 4;
+  for (const auto& org : {pim::organisation{}, four})
+    for (const auto order : {pim::loop_order::rows_outer, pim::loop_order::k_outer})
+      for (const auto& sh : shapes) {
+        CAPTURE(org.channels);
+        CAPTURE(static_cast<int>(order));
+        CAPTURE(sh.m);
+        CAPTURE(sh.k);
+        pim::gemv_mapping map{sh.m, sh.k, order, 0, sh.packed};
+        map.inputs = sh.inputs;
+        const auto cf = pim::gemv_cost(pim::gddr6_2000_1350mv, org, map);
+        const auto ev = pim::gemv_schedule(pim::gddr6_2000_1350mv, org, map);
+        CHECK(cf.cycles == ev.cycles);
+        CHECK(cf.channel_cycles == ev.channel_cycles);
+        CHECK(cf.counts == ev.counts);
+        map.inputs = 1; // one shared input loads less
+        CHECK(pim::gemv_cost(pim::gddr6_2000_1350mv, org, map).counts[cmd::wr_gb] <= cf.counts[cmd::wr_gb]);
+      }
+  // By hand: 2 inputs of 16 rows each, K = 64 (4 accesses), one channel: two visits, each loads
+  // its own input (4 WR_GB); with one input only the first visit loads.
+  pim::organisation one;
+  one.channels = 1;
+  pim::gemv_mapping two{32, 64};
+  two.inputs = 2;
+  CHECK(pim::gemv_cost(pim::gddr6_2000_1350mv, one, two).counts[cmd::wr_gb] == 8);
+  two.inputs = 1;
+  CHECK(pim::gemv_cost(pim::gddr6_2000_1350mv, one, two).counts[cmd::wr_gb] == 4);
+  two.inputs = 3;
+  CHECK_THROWS_WITH_AS(pim::gemv_cost(pim::gddr6_2000_1350mv, one, two), doctest::Contains("3 input vectors for 32 rows"),
+                       config_error);
+  pim::gemv_mapping wide{64 * 2, 1024}; // inputs of 64 rows straddled by no group, but 2 KiB each
+  wide.inputs = 64;                      // 2 rows per input: a group of 16 rows needs 8 inputs of 64 accesses
+  CHECK_THROWS_WITH_AS(pim::gemv_cost(pim::gddr6_2000_1350mv, one, wide), doctest::Contains("global buffer holds 64"),
+                       config_error);
+}
+
 TEST_CASE("pim gemv: command counts by hand, loop orders, channel scaling") {
   const auto t = pim::gddr6_2000_1350mv;
   pim::organisation org; // 16 channels x 16 banks, rows of 1024 bf16 = 64 accesses
