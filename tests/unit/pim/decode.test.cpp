@@ -42,7 +42,7 @@ TEST_CASE("pim decode: latency follows bytes per token, attention follows contex
   }
   // attention time is affine in the context: each doubling from 1024 adds twice the last step
   // (within 2 %: how the heads' rows fall on channels, and so the buffer reloads, shifts a little)
-  const auto& small = gpt_shapes()[0];
+  const auto small = gpt_shapes()[0];
   std::vector<double> att;
   for (index_t ctx : {1024, 2048, 4096, 8192}) {
     pim::decode_options o;
