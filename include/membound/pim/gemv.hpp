@@ -348,10 +348,7 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
 /// Runs a gemv_mapping through the event-driven scheduler (one gemv_stream per channel).
 inline schedule_result gemv_schedule(const dram_timing& t, const organisation& org, const gemv_mapping& map,
                                      const schedule_options& opt = {}) {
-  std::vector<gemv_stream> s;
-  s.reserve(static_cast<std::size_t>(org.channels));
-  for (index_t c = 0; c < org.channels; ++c) s.emplace_back(map, org, c);
-  return schedule(t, org, std::span<gemv_stream>(s), opt);
+  return schedule_mapping<gemv_stream>(t, org, map, opt);
 }
 
 } // namespace pim

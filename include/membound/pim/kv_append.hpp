@@ -130,10 +130,7 @@ static_assert(command_stream<kv_append_stream>);
 /// Runs a kv_append_mapping through the event-driven scheduler.
 inline schedule_result kv_append_schedule(const dram_timing& t, const organisation& org, const kv_append_mapping& map,
                                           const schedule_options& opt = {}) {
-  std::vector<kv_append_stream> s;
-  s.reserve(static_cast<std::size_t>(org.channels));
-  for (index_t c = 0; c < org.channels; ++c) s.emplace_back(map, org, c);
-  return schedule(t, org, std::span<kv_append_stream>(s), opt);
+  return schedule_mapping<kv_append_stream>(t, org, map, opt);
 }
 
 } // namespace pim

@@ -454,6 +454,17 @@ schedule_result schedule(const dram_timing& tm, const organisation& org, std::sp
   return r;
 }
 
+/// Runs a mapping through `schedule` with one `Stream(map, org, channel)` per channel (the
+/// mappings' streams: gemv_stream, kv_append_stream).
+template <command_stream Stream, class Mapping>
+schedule_result schedule_mapping(const dram_timing& tm, const organisation& org, const Mapping& map,
+                                 const schedule_options& opt = {}) {
+  std::vector<Stream> s;
+  s.reserve(static_cast<std::size_t>(org.channels));
+  for (index_t c = 0; c < org.channels; ++c) s.emplace_back(map, org, c);
+  return schedule(tm, org, std::span<Stream>(s), opt);
+}
+
 /// Checks a schedule someone else made (any order across channels; within a channel the cycles
 /// must increase): every command must issue no earlier than the constraints allow.
 /// @throws timing_error naming the command, its cycle, the broken constraint and the earliest legal cycle.
