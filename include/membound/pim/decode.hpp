@@ -13,11 +13,10 @@
 /// upper bound on a pipelined system, stated with the other assumptions in pim/README.md.
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <utility>
 
 #include "membound/pim/gemv.hpp"
 #include "membound/pim/kv_append.hpp"

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
 #include "membound/core/error.hpp"
 #include "membound/core/tensor.hpp"

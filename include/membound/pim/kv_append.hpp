@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
-#include <vector>
 
 #include "membound/pim/scheduler.hpp"
 

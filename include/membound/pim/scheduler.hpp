@@ -36,7 +36,6 @@
 #include <limits>
 #include <queue>
 #include <span>
-#include <string>
 #include <vector>
 
 #include "membound/pim/command.hpp"
