@@ -263,9 +263,9 @@ inline std::int64_t visit_run(const dram_timing& t, const visit& v, index_t coun
 } // namespace detail
 
 /// The closed-form cycles and command counts of a gemv_mapping: the per-visit maxima of
-/// detail::visit_step summed over the mapping's visit pattern, O(K-chunks) whatever M is with one
-/// input vector (with several, O(visits per channel) integer steps, runs of identical visits
-/// summed at once); counts add every channel. Equals
+/// detail::visit_step summed over each channel's visits in stream order: an integer step per
+/// visit to find runs of identical visits, and the maxima evaluated only until a run's state
+/// repeats (so a few times per run, not per visit); counts add every channel. Equals
 /// `pim::schedule` of the gemv_streams cycle for cycle when refresh is off and 4 tRC >= tFAW
 /// (the ACT16 four back cannot bind). @throws config_error otherwise (use the scheduler then).
 inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, const gemv_mapping& map) {
@@ -277,54 +277,30 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
   std::vector<index_t> cols(static_cast<std::size_t>(nk));
   index_t cols_sum = 0;
   for (index_t j = 0; j < nk; ++j) cols_sum += cols[static_cast<std::size_t>(j)] = map.chunk_columns(org, j);
-  std::int64_t loads_walked = 0; // WR_GB of the walk below (several inputs)
+  std::int64_t loads = 0; // WR_GB of every channel's walk
   auto channel_cycles = [&](index_t ch, index_t g) -> std::int64_t {
     if (g == 0) return 0;
     detail::visit_state s;
     std::int64_t a = 0; // cycle of the latest ACT16
-    if (map.inputs > 1) {
-      // Every visit in stream order; runs of identical visits without loads are summed at once.
-      detail::visit cur;
-      index_t run = 0;
-      const bool k_major = map.order == loop_order::k_outer || nk == 1;
-      for (index_t x = 0; x < g * nk; ++x) {
-        const index_t i = k_major ? x % g : x / nk, j = k_major ? x / g : x % nk;
-        const index_t c = cols[static_cast<std::size_t>(j)];
-        const detail::visit v{map.visit_loads(org, ch, i, j), c, map.order == loop_order::k_outer || j + 1 == nk, pack};
-        loads_walked += v.loads;
-        if (run > 0 && v == cur && v.loads == 0) {
-          ++run;
-          continue;
-        }
-        if (run > 0) a += detail::visit_run(t, cur, run, s);
-        cur = v;
-        run = 1;
+    // Every visit in stream order; a run of identical visits without loads is summed at once
+    // (detail::visit_run steps it only until the state repeats).
+    detail::visit cur;
+    index_t run = 0;
+    const bool k_major = map.order == loop_order::k_outer || nk == 1;
+    for (index_t x = 0; x < g * nk; ++x) {
+      const index_t i = k_major ? x % g : x / nk, j = k_major ? x / g : x % nk;
+      const detail::visit v{map.visit_loads(org, ch, i, j), cols[static_cast<std::size_t>(j)],
+                            map.order == loop_order::k_outer || j + 1 == nk, pack};
+      loads += v.loads;
+      if (run > 0 && v == cur && v.loads == 0) {
+        ++run;
+        continue;
       }
-      a += detail::visit_run(t, cur, run, s);
-    } else if (nk == 1) {
-      a += detail::visit_run(t, {cols[0], cols[0], true, pack}, 1, s);
-      a += detail::visit_run(t, {0, cols[0], true, pack}, g - 1, s);
-    } else if (map.order == loop_order::k_outer) {
-      for (index_t j = 0; j < nk; ++j) {
-        const index_t c = cols[static_cast<std::size_t>(j)];
-        a += detail::visit_run(t, {c, c, true}, 1, s);
-        a += detail::visit_run(t, {0, c, true}, g - 1, s);
-      }
-    } else { // rows_outer: the pattern of one group repeats; step groups until the state repeats
-      for (index_t gi = 0; gi < g; ++gi) {
-        const detail::visit_state before = s;
-        std::int64_t group_sum = 0;
-        for (index_t j = 0; j < nk; ++j) {
-          const index_t c = cols[static_cast<std::size_t>(j)];
-          group_sum += detail::visit_run(t, {c, c, j + 1 == nk}, 1, s);
-        }
-        a += group_sum;
-        if (s == before) {
-          a += group_sum * (g - 1 - gi);
-          break;
-        }
-      }
+      if (run > 0) a += detail::visit_run(t, cur, run, s);
+      cur = v;
+      run = 1;
     }
+    a += detail::visit_run(t, cur, run, s);
     return std::max(a + s.pre + 1, a + s.bus_end);
   };
   schedule_result r;
@@ -334,14 +310,12 @@ inline schedule_result gemv_cost(const dram_timing& t, const organisation& org, 
     r.channel_cycles[static_cast<std::size_t>(c)] = channel_cycles(c, g);
     r.cycles = std::max(r.cycles, r.channel_cycles[static_cast<std::size_t>(c)]);
     if (g == 0) continue;
-    const bool reload = map.order == loop_order::rows_outer && nk > 1;
     r.counts[cmd::act_ab] += g * nk;
     r.counts[cmd::pre_ab] += g * nk;
     r.counts[cmd::mac_ab] += g * cols_sum * pack;
-    if (map.inputs == 1) r.counts[cmd::wr_gb] += reload ? g * cols_sum : cols_sum;
     r.counts[cmd::rd_mac] += map.order == loop_order::k_outer && nk > 1 ? g * nk : g * pack;
   }
-  r.counts[cmd::wr_gb] += loads_walked;
+  r.counts[cmd::wr_gb] = loads;
   return r;
 }
 

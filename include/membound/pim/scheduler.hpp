@@ -347,6 +347,18 @@ private:
   command_counts counts_;
 };
 
+/// The result the channels' states add up to.
+inline schedule_result result_of(const std::vector<channel_state>& st) {
+  schedule_result r;
+  r.channel_cycles.resize(st.size());
+  for (std::size_t c = 0; c < st.size(); ++c) {
+    r.channel_cycles[c] = st[c].end();
+    r.cycles = std::max(r.cycles, st[c].end());
+    r.counts += st[c].counts();
+  }
+  return r;
+}
+
 } // namespace detail
 
 /// Options of `pim::schedule`. `refresh`: issue an all-bank refresh every tREFI cycles per
@@ -439,13 +451,7 @@ schedule_result schedule(const dram_timing& tm, const organisation& org, std::sp
       }
     }
   }
-  schedule_result r;
-  r.channel_cycles.resize(nc);
-  for (std::size_t c = 0; c < nc; ++c) {
-    r.channel_cycles[c] = st[c].end();
-    r.cycles = std::max(r.cycles, st[c].end());
-    r.counts += st[c].counts();
-  }
+  schedule_result r = detail::result_of(st);
   if (opt.trace != nullptr)
     std::stable_sort(opt.trace->begin(), opt.trace->end(), [](const timed_command& a, const timed_command& b) {
       return a.cycle != b.cycle ? a.cycle < b.cycle : a.c.channel < b.c.channel;
@@ -486,14 +492,7 @@ inline schedule_result check_schedule(const dram_timing& tm, const organisation&
                      ": the earliest legal cycle is ", e);
     s.issue(tc.c, tc.cycle);
   }
-  schedule_result r;
-  r.channel_cycles.resize(st.size());
-  for (std::size_t c = 0; c < st.size(); ++c) {
-    r.channel_cycles[c] = st[c].end();
-    r.cycles = std::max(r.cycles, st[c].end());
-    r.counts += st[c].counts();
-  }
-  return r;
+  return detail::result_of(st);
 }
 
 } // namespace pim
