@@ -263,6 +263,35 @@ inline void gelu_erf(std::span<const float> x, std::span<float> y) {
   constexpr float r = 0.7071067811865476f; // 1/sqrt(2)
   for (std::size_t i = 0; i < x.size(); ++i) y[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * r));
 }
+/// dz = dy * silu'(z), silu'(z) = s (1 + z (1 - s)), s = 1 / (1 + exp(-z)); dz may alias dy. O(n).
+inline void silu_backward(std::span<const float> z, std::span<const float> dy, std::span<float> dz) {
+  detail::expect_same_size(z.size(), dy.size(), "silu_backward", "z", "dy");
+  detail::expect_same_size(z.size(), dz.size(), "silu_backward", "z", "dz");
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const float s = 1.f / (1.f + std::exp(-z[i]));
+    dz[i] = dy[i] * s * (1.f + z[i] * (1.f - s));
+  }
+}
+/// dz = dy * gelu_tanh'(z) = dy (0.5 (1 + t) + 0.5 z (1 - t^2) k (1 + 3 c z^2)), t = tanh(k (z + c z^3)),
+/// the literal formula; dz may alias dy. O(n).
+inline void gelu_tanh_backward(std::span<const float> z, std::span<const float> dy, std::span<float> dz) {
+  detail::expect_same_size(z.size(), dy.size(), "gelu_tanh_backward", "z", "dy");
+  detail::expect_same_size(z.size(), dz.size(), "gelu_tanh_backward", "z", "dz");
+  constexpr float k = 0.7978845608028654f, c = 0.044715f;
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const float v = z[i], t = std::tanh(k * (v + c * v * v * v));
+    dz[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * k * (1.f + 3.f * c * v * v));
+  }
+}
+/// dz = dy * gelu_erf'(z) = dy (0.5 (1 + erf(z / sqrt 2)) + z exp(-z^2 / 2) / sqrt(2 pi)); dz may alias dy. O(n).
+inline void gelu_erf_backward(std::span<const float> z, std::span<const float> dy, std::span<float> dz) {
+  detail::expect_same_size(z.size(), dy.size(), "gelu_erf_backward", "z", "dy");
+  detail::expect_same_size(z.size(), dz.size(), "gelu_erf_backward", "z", "dz");
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const float v = z[i];
+    dz[i] = dy[i] * (0.5f * (1.f + std::erf(v * 0.7071067811865476f)) + v * 0.3989422804014327f * std::exp(-0.5f * v * v));
+  }
+}
 
 // ---- conversion ------------------------------------------------------------------------------
 

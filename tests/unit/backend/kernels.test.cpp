@@ -387,6 +387,51 @@ TEST_CASE_TEMPLATE_DEFINE("activations agree with the scalar twin", B, act_id) {
 }
 TEST_CASE_TEMPLATE_APPLY(act_id, tested_tags);
 
+TEST_CASE_TEMPLATE_DEFINE("activation derivatives agree with the scalar twin and the double formula", B, act_bwd_id) {
+  // SIMD vs twin: the same tolerance as the forward kernels (the tanh derivative is written with
+  // the logistic in SIMD and literally in the twin). Twin vs the derivative evaluated in double:
+  // |d| <= 64 ulp + 1e-6 (float exp / erf / tanh inside).
+  auto close = [](float a, float b, float ulps) {
+    if (std::isnan(b)) return std::isnan(a);
+    return std::fabs(a - b) <= ulps * u * 2 * std::fabs(b) + 1e-6;
+  };
+  auto exact = [](int f, double z) {
+    if (f == 0) { const double s = 1.0 / (1.0 + std::exp(-z)); return s * (1.0 + z * (1.0 - s)); }
+    if (f == 1) {
+      const double k = 0.7978845608028654, c = 0.044715, t = std::tanh(k * (z + c * z * z * z));
+      return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * k * (1.0 + 3.0 * c * z * z);
+    }
+    return 0.5 * (1.0 + std::erf(z / std::sqrt(2.0))) + z * std::exp(-0.5 * z * z) / std::sqrt(2.0 * M_PI);
+  };
+  for (std::size_t n : sizes)
+    for (std::size_t off : offsets) {
+      CAPTURE(n);
+      CAPTURE(off);
+      auto zs = random_vec(n + off, 31 * n + off, -12.f, 12.f);
+      const auto gs = random_vec(n + off, 37 * n + off, -2.f, 2.f);
+      if (n > 3) zs[off + 2] = qnan;
+      std::span<const float> z(zs.data() + off, n), g(gs.data() + off, n);
+      std::vector<float> a(n), b(n), inplace(g.begin(), g.end());
+      for (int f = 0; f < 3; ++f) {
+        CAPTURE(f);
+        if (f == 0) { cpu::silu_backward<B>(z, g, a); ref::silu_backward(z, g, b); cpu::silu_backward<B>(z, inplace, inplace); }
+        if (f == 1) { cpu::gelu_tanh_backward<B>(z, g, a); ref::gelu_tanh_backward(z, g, b); cpu::gelu_tanh_backward<B>(z, inplace, inplace); }
+        if (f == 2) { cpu::gelu_erf_backward<B>(z, g, a); ref::gelu_erf_backward(z, g, b); cpu::gelu_erf_backward<B>(z, inplace, inplace); }
+        for (std::size_t i = 0; i < n; ++i) {
+          CAPTURE(z[i]);
+          CHECK(close(a[i], b[i], 16));
+          CHECK((std::isnan(a[i]) ? std::isnan(inplace[i]) : inplace[i] == a[i]));
+          if (!std::isnan(z[i])) CHECK(close(b[i], static_cast<float>(g[i] * exact(f, z[i])), 64));
+          inplace[i] = g[i];
+        }
+      }
+    }
+  std::vector<float> x3(3), x4(4);
+  CHECK_THROWS_AS(cpu::silu_backward<B>(x3, x3, x4), shape_error);
+  CHECK_THROWS_AS(cpu::gelu_erf_backward<B>(x3, x4, x3), shape_error);
+}
+TEST_CASE_TEMPLATE_APPLY(act_bwd_id, tested_tags);
+
 // ---- matvec -----------------------------------------------------------------------------------
 
 namespace {
