@@ -18,6 +18,7 @@
 #include "membound/memory/architecture.hpp"
 #include "membound/memory/configs.hpp"
 #include "membound/memory/feature_map.hpp"
+#include "membound/memory/layer.hpp"
 #include "membound/memory/module.hpp"
 #include "membound/memory/optimizer.hpp"
 #include "membound/memory/rule.hpp"
