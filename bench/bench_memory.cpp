@@ -11,14 +11,19 @@
 //   closest to d (66 for d = 64, 136 for d = 128). Deep memories have hidden width 4 d.
 // - layer_heads_d128_t{1,2}: memory::layer with 4 heads of titans memory at d = 128 (one head
 //   per thread), 1 and 2 threads: the 2-thread speed-up.
-// Single-threaded unless the name says otherwise; pinned to CPU 0.
+// Single-threaded unless the name says otherwise (_t2: CPUs 0 and 1); pinned to CPU 0.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <sched.h>
 #include <random>
 #include <string>
 
 #include <membound/memory/memory.hpp>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "probes.hpp"
 
@@ -113,6 +118,37 @@ void named(bm::State& st, index_t d, bool chunked, Arch arch, Rule rule, Feat fe
   run_config(st, m, 4096);
 }
 
+/// memory::layer with 4 heads of titans memory (d = 128, hidden 512), d_model 512, chunk 64,
+/// T = 2048, on `threads` threads (CPUs 0 .. threads-1).
+void layer_heads(bm::State& st, int threads) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c = 0; c < threads; ++c) CPU_SET(c, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  const index_t T = 2048;
+  memory::module_options o;
+  o.mode = memory::execution::chunked;
+  o.chunk = 64;
+  memory::layer<memory::titans> L(memory::layer_config{512, 4, 128, 4, 0.1f}, memory::mlp_memory{}, {}, {}, {}, o, 1);
+  inputs in = make_inputs(T, 512, 512, 3);
+  L.forward(in.q.cview().slice(0, 0, 128), in.y.view().slice(0, 0, 128)); // warm-up
+  for (auto _ : st) {
+    L.reset();
+    L.forward(in.q.cview(), in.y.view());
+    bm::ClobberMemory();
+  }
+  bench::items(st, "tokens/s", double(T));
+#if defined(_OPENMP)
+  omp_set_num_threads(1);
+#endif
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -123,6 +159,8 @@ int main(int argc, char** argv) {
   reg("probe_fma", [](bm::State& st) { bench::probe_fma(st); })->Iterations(5000)->Unit(bm::kMicrosecond);
   reg("pytorch_config_chunk64", [](bm::State& st) { pytorch_config(st, true); });
   reg("pytorch_config_recurrent", [](bm::State& st) { pytorch_config(st, false); });
+  reg("layer_heads_d128_t1", [](bm::State& st) { layer_heads(st, 1); });
+  reg("layer_heads_d128_t2", [](bm::State& st) { layer_heads(st, 2); });
   for (index_t d : {64, 128})
     for (bool ch : {false, true}) {
       const std::string tag = "_d" + std::to_string(d) + (ch ? "_chunk64" : "_recurrent");
@@ -143,6 +181,7 @@ int main(int argc, char** argv) {
   bm::RunSpecifiedBenchmarks(&rep);
   const bench::ratio_row table[] = {
       {"pytorch_config_chunk64", "probe_fma", "FLOP/s", 0.4},
+      {"layer_heads_d128_t2", "layer_heads_d128_t1", "tokens/s", 1.7},
   };
   bench::print_ratios(rep, table);
   bm::Shutdown();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""PyTorch CPU baseline for membound's test-time memory (the Titans-style neural-memory step of
-/work/shared/research/baselines.md, section 4), optionally timed back to back with membound's
+"""PyTorch CPU baseline for membound's test-time memory (the Titans-style neural-memory step of the
+project's PyTorch baseline notes, baselines.md section 4), optionally timed back to back with membound's
 bench_memory binary.
 
 Set-up (as in baselines.md section 4):

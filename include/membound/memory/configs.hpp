@@ -20,6 +20,9 @@
 ///  - titans (Titans' neural memory, LMM): MLP memory, delta bias, momentum:
 ///      S_t = theta_t S_{t-1} - eta_t grad 1/2||M_{t-1}(k_t) - v_t||^2,  M_t = alpha_t M_{t-1} + S_t
 ///    (Titans writes the forget gate as 1 - alpha_t and swaps the names of eta and theta).
+///    Retention decays every weight of a deep memory, and W = 0 is a fixed point of its gradient
+///    (both layers' gradients vanish there): a constant alpha well below 1 (0.97 in
+///    examples/51_memory_stream.cpp) collapses the memory to zero; keep alpha near 1 or data-dependent.
 ///  - omega_net (ATLAS Eq. 10-11): MLP memory, Omega rule over c tokens, polynomial features, GD:
 ///      M_t = alpha_t M_{t-1} - eta_t grad sum_{i=t-c+1}^{t} gamma_i^(t) 1/2||M_{t-1}(phi(k_i)) - v_i||^2;
 ///    for matrix memory M_t = M_{t-1}(alpha_t I - eta_t sum_i gamma_i phi_i phi_i^T) + eta_t sum_i gamma_i v_i phi_i^T

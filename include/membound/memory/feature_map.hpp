@@ -14,6 +14,7 @@
 #include <concepts>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "membound/core/error.hpp"
@@ -93,6 +94,10 @@ struct polynomial_features {
   int degree = 2;
   std::vector<float> coefficients; ///< a_0..a_p; empty means 1/i!
   index_t max_dim = index_t{1} << 20;
+
+  polynomial_features() = default;
+  /// Degree p with coefficients a_0..a_p (empty: 1/i!).
+  explicit polynomial_features(int p, std::vector<float> a = {}) : degree(p), coefficients(std::move(a)) {}
 
   /// C(d_k + p, p), or config_error when it passes max_dim (or p is outside [0, 16]).
   index_t dim(index_t d_k) const {
@@ -194,8 +199,8 @@ struct polynomial_features {
 /// (default 2): the polynomial map with fixed a_i = 1/i!, so phi(q) . phi(k) = sum_{i<=p} (q.k)^i / i!.
 struct exp_taylor_features : polynomial_features {
   static constexpr std::string_view name = "exp_taylor";
-  exp_taylor_features() { degree = 2; }
-  explicit exp_taylor_features(int p) { degree = p; }
+  exp_taylor_features() : polynomial_features(2) {}
+  explicit exp_taylor_features(int p) : polynomial_features(p) {}
 };
 
 static_assert(feature_map<identity_features>);

@@ -52,7 +52,9 @@ namespace membound {
 inline namespace v0_1 {
 namespace memory {
 
-/// A per-token scalar gate: one constant, or one value per token of the `forward` call.
+/// A per-token scalar gate: one constant, or one value per token of the `forward` call. It refers
+/// to the caller's values (a span), which must outlive the call; binding a temporary vector is
+/// refused at compile time.
 struct gate {
   float value = 1.0f;
   std::span<const float> per_token; ///< (T) when not empty
@@ -60,6 +62,7 @@ struct gate {
   gate(float v) : value(v) {}                                    // NOLINT: implicit by design
   gate(std::span<const float> s) : per_token(s) {}               // NOLINT
   gate(const std::vector<float>& s) : per_token(s) {}            // NOLINT
+  gate(std::vector<float>&&) = delete; ///< a gate only refers to its values: keep the vector alive
   float at(index_t t) const { return per_token.empty() ? value : per_token[static_cast<std::size_t>(t)]; }
 };
 
@@ -75,6 +78,7 @@ struct window_gate {
   window_gate(float v) : value(v) {}                          // NOLINT
   window_gate(std::span<const float> s) : per_token(s) {}     // NOLINT
   window_gate(const std::vector<float>& s) : per_token(s) {}  // NOLINT
+  window_gate(std::vector<float>&&) = delete;
   window_gate(view<const float> b) : band(b) {}               // NOLINT
 };
 

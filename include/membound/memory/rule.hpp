@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "membound/core/error.hpp"
+#include "membound/core/tensor.hpp"
 
 namespace membound {
 inline namespace v0_1 {

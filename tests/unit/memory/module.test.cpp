@@ -712,3 +712,43 @@ TEST_CASE("memory bad input: typed errors naming the value") {
   // nothing was written by the failed calls
   for (float x : m.weight(0).span()) CHECK(x == 0.0f);
 }
+
+TEST_CASE("memory read order: before_update reads M_{t-1}, in both modes; read() writes nothing") {
+  std::mt19937 g(61);
+  const index_t T = 19, d = 4;
+  array<float> q = randn(T, d, g), k = randn(T, d, g), v = randn(T, d, g), y_before({T, d}), y_after({T, d});
+  array<float> q_next({T, d}); // q'_t = q_{t+1}: after-update reads of q' are the before-update reads of q, one token later
+  for (index_t t = 0; t + 1 < T; ++t)
+    for (index_t j = 0; j < d; ++j) q_next(t, j) = q(t + 1, j);
+  memory::gates gt;
+  gt.eta = 0.2f;
+  gt.alpha = 0.95f;
+  gt.theta = 0.5f;
+  memory::mlp_memory a;
+  a.hidden_dim = 5;
+  for (auto mode : {memory::execution::recurrent, memory::execution::chunked}) {
+    memory::module_options o;
+    o.mode = mode;
+    o.chunk = 4;
+    o.read = memory::read_order::before_update;
+    memory::titans before(d, d, a, {}, {}, {}, o);
+    o.read = memory::read_order::after_update;
+    memory::titans after(d, d, a, {}, {}, {}, o);
+    array<float> y0({1, d});
+    before.read(q.cview().slice(0, 0, 1), y0.view()); // M_0(q_0)
+    before.forward(q.cview(), k.cview(), v.cview(), gt, y_before.view());
+    after.forward(q_next.cview(), k.cview(), v.cview(), gt, y_after.view());
+    CHECK(rel_err(y_before.cview().slice(0, 0, 1), y0.cview()) == 0.0);
+    CHECK(rel_err(y_before.cview().slice(0, 1, T), y_after.cview().slice(0, 0, T - 1)) <= 1e-5);
+    // read() leaves the state alone: reading then continuing equals continuing
+    array<float> w0 = array<float>::from(after.weight(0));
+    before.read(q.cview(), y_after.view());
+    after.read(q.cview(), y_after.view());
+    CHECK(rel_err(after.weight(0), w0.cview()) == 0.0);
+  }
+}
+
+// A gate refers to the caller's values: binding a temporary vector is refused at compile time.
+static_assert(!std::is_constructible_v<memory::gate, std::vector<float>&&>);
+static_assert(std::is_constructible_v<memory::gate, const std::vector<float>&>);
+static_assert(!std::is_constructible_v<memory::window_gate, std::vector<float>&&>);
