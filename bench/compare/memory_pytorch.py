@@ -26,9 +26,9 @@ torch is imported (--blas-threads overrides the BLAS count). Like baselines.md (
 the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:
 glibc.malloc.trim_threshold=17179869184 unless GLIBC_TUNABLES is already set or --default-malloc
 is given: on the development VM fresh pages cost ~12 us each and dominate otherwise.
---membound BIN runs the Google Benchmark binary BIN with --benchmark_filter=pytorch_config
---benchmark_format=json (under `taskset -c 0` when threads == 1) right after the PyTorch timings and
-prints the ratio of each matching benchmark's items_per_second (tokens/s) to both PyTorch figures.
+--membound BIN runs the Google Benchmark binary BIN with --benchmark_filter=pytorch_config and its
+JSON written to a temporary file (under `taskset -c 0` when threads == 1) right after the PyTorch timings and
+prints the ratio of each matching benchmark's tokens/s counter (best of 3 repetitions) to both PyTorch figures.
 With one thread this process pins itself to CPU 0 as well (--no-pin to skip), so that both sides
 run on the same core.
 --json prints one JSON object on stdout (human-readable lines go to stderr).
@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -243,33 +244,39 @@ def bench(fn):
 
 
 def run_membound(path):
-    """Runs the Google Benchmark binary; returns [(name, items_per_second)] for pytorch_config runs."""
+    """Runs the Google Benchmark binary; returns [(name, tokens per second)] for pytorch_config runs."""
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         log(f"membound: {path} does not exist or is not executable; skipped")
         return None
-    cmd = [path, "--benchmark_filter=pytorch_config", "--benchmark_format=json"]
-    if args.threads == 1 and shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0"] + cmd
-    log("membound: " + " ".join(cmd))
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if res.returncode != 0:
-        log(f"membound: exit status {res.returncode}\n{res.stderr.strip()}")
-        return None
-    out = res.stdout
-    try:
-        data = json.loads(out[out.index("{"):])
-    except ValueError as exc:
-        log(f"membound: could not parse the benchmark JSON ({exc})")
-        return None
-    found = []
+    # bench_memory prints its own console table (and a ratio table), so the JSON goes to a file.
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = os.path.join(tmp, "bench_memory.json")
+        cmd = [path, "--benchmark_filter=pytorch_config", "--benchmark_repetitions=3",
+               f"--benchmark_out={out_json}", "--benchmark_out_format=json"]
+        if args.threads == 1 and shutil.which("taskset"):
+            cmd = ["taskset", "-c", "0"] + cmd
+        log("membound: " + " ".join(cmd))
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if res.returncode != 0:
+            log(f"membound: exit status {res.returncode}\n{res.stderr.strip()}")
+            return None
+        try:
+            with open(out_json) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            log(f"membound: could not read the benchmark JSON ({exc})")
+            return None
+    best = {}  # the best repetition per benchmark (bench_memory's "tokens/s" counter)
     for b in data.get("benchmarks", []):
         if b.get("run_type", "iteration") != "iteration" or "pytorch_config" not in b.get("name", ""):
             continue
-        if "items_per_second" in b:
-            found.append((b["name"], float(b["items_per_second"])))
-    if not found:
-        log("membound: no pytorch_config benchmark with an items_per_second counter in the output")
-    return found
+        rate = b.get("tokens/s", b.get("items_per_second"))
+        if rate is not None:
+            name = b.get("run_name", b["name"])
+            best[name] = max(best.get(name, 0.0), float(rate))
+    if not best:
+        log("membound: no pytorch_config benchmark with a tokens/s counter in the output")
+    return sorted(best.items())
 
 
 # ---- main --------------------------------------------------------------------------------------

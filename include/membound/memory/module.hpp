@@ -652,7 +652,7 @@ class module {
 #endif
         for (index_t n = 0; n < nb; ++n) {
           view<float> sn = cs.view().slice(0, n * rows, (n + 1) * rows);
-          nn::newton_schulz<backend::eigen>(view<const float>(sn), sn, o.steps, o.eps, o.coefficients, &ws);
+          nn::newton_schulz(view<const float>(sn), sn, o.steps, o.eps, o.coefficients, &ws);
         }
       }
     }

@@ -412,11 +412,9 @@ void newton_schulz(view<const float> u, view<float> out, int steps = 5, float ep
   for (index_t i = 0; i < rows; ++i)
     for (index_t j = 0; j < cols; ++j) sq += static_cast<double>(u(i, j)) * static_cast<double>(u(i, j));
   const float denom = static_cast<float>(std::sqrt(sq)) + eps;
+  float* xd = w.x.data(); // (m,n) contiguous: X(a,b) = xd[a n + b]
   for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) {
-      float& dst = tall ? w.x(j, i) : w.x(i, j);
-      dst = u(i, j) / denom;
-    }
+    for (index_t j = 0; j < cols; ++j) xd[tall ? j * n + i : i * n + j] = u(i, j) / denom;
   for (int s = 0; s < steps; ++s) {
     view<const float> x = w.x.cview();
     cpu::gemm<G>(x, x.transpose(), w.a.view());         // A = X X^T            (m,m)
@@ -426,8 +424,9 @@ void newton_schulz(view<const float> u, view<float> out, int steps = 5, float ep
     cpu::gemm<G>(w.b.cview(), x, w.xn.view(), 1.0f, k.a); // Xn = B X + a X      (m,n)
     w.x.swap(w.xn);
   }
+  const float* xr = w.x.data();
   for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) out(i, j) = tall ? w.x(j, i) : w.x(i, j);
+    for (index_t j = 0; j < cols; ++j) out(i, j) = xr[tall ? j * n + i : i * n + j];
 }
 
 /// How Muon scales the orthogonalised update of a (R,C) matrix.
