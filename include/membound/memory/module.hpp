@@ -608,65 +608,78 @@ class module {
   }
 
   // ---------------------------------------------------------------- chunked, Muon
+  /// Tokens whose S_n are orthogonalised together: enough to keep every thread busy, few enough
+  /// that the group's matrices stay in cache. Scheduling only: results do not depend on it.
+  static index_t muon_group() {
+#if defined(_OPENMP)
+    return std::max<index_t>(4, 2 * static_cast<index_t>(omp_get_max_threads()));
+#else
+    return 4;
+#endif
+  }
+
   void chunked_muon_block(const gates& g, index_t b0, index_t nb, view<float> y) {
     const index_t n_ext = hist_n_ + nb;
     gradient_pass(0, n_ext, nullptr);
     fit_grads();
     const std::size_t L = shapes_.size();
-    // S_n for every token of the chunk (per layer, nb matrices), from the frozen-point gradients.
+    const index_t G = std::min(nb, muon_group());
     if (chunk_s_.size() != L) chunk_s_.resize(L);
-    for (std::size_t l = 0; l < L; ++l) fit_rows(chunk_s_[l], nb * shapes_[l].rows, shapes_[l].cols, false);
-    for (index_t n = 0; n < nb; ++n) {
-      const index_t i0 = window_begin(n), i1 = hist_n_ + n + 1, nw = i1 - i0;
-      const float theta = g.theta.at(b0 + n);
-      for (std::size_t l = 0; l < L; ++l) {
-        const index_t rows = shapes_[l].rows, cols = shapes_[l].cols;
-        view<float> sd = fit_wide(sd_, nw, rows);
-        for (index_t i = i0; i < i1; ++i) {
-          const float gm = gamma_of(g, b0, n, i);
-          float* sr = &sd(i - i0, 0);
-          const float* dr = &gcache_.delta[l](i, 0);
-          for (index_t j = 0; j < rows; ++j) sr[j] = gm * dr[j];
+    for (std::size_t l = 0; l < L; ++l) fit_rows(chunk_s_[l], G * shapes_[l].rows, shapes_[l].cols, false);
+    for (index_t g0 = 0; g0 < nb; g0 += G) {
+      const index_t g1 = std::min(nb, g0 + G);
+      // S_n = theta_n S_{n-1} + sum_{i in window(n)} gamma_i^(n) delta_i a_i^T from the frozen-point
+      // factors; s_ carries the running (un-orthogonalised) momentum from group to group.
+      for (index_t n = g0; n < g1; ++n) {
+        const index_t i0 = window_begin(n), i1 = hist_n_ + n + 1, nw = i1 - i0;
+        const float theta = g.theta.at(b0 + n);
+        for (std::size_t l = 0; l < L; ++l) {
+          const index_t rows = shapes_[l].rows, cols = shapes_[l].cols;
+          view<float> sd = fit_wide(sd_, nw, rows);
+          for (index_t i = i0; i < i1; ++i) {
+            const float gm = gamma_of(g, b0, n, i);
+            float* sr = &sd(i - i0, 0);
+            const float* dr = &gcache_.delta[l](i, 0);
+            for (index_t j = 0; j < rows; ++j) sr[j] = gm * dr[j];
+          }
+          view<float> sn = chunk_s_[l].view().slice(0, (n - g0) * rows, (n - g0 + 1) * rows);
+          float* run = s_[l].data();
+          for (index_t e = 0; e < rows * cols; ++e) run[e] *= theta;
+          cpu::gemm(view<const float>(sd).transpose(), view<const float>(gcache_.in_v(l)).slice(0, i0, i1), s_[l].view(), 1.0f, 1.0f);
+          std::copy_n(run, rows * cols, sn.data());
         }
-        view<float> sn = chunk_s_[l].view().slice(0, n * rows, (n + 1) * rows);
-        const float* prev = n == 0 ? s_[l].data() : chunk_s_[l].data() + (n - 1) * rows * cols;
-        float* cur = sn.data();
-        for (index_t e = 0; e < rows * cols; ++e) cur[e] = theta * prev[e];
-        cpu::gemm(view<const float>(sd).transpose(), view<const float>(gcache_.in_v(l)).slice(0, i0, i1), sn, 1.0f, 1.0f);
       }
-    }
-    for (std::size_t l = 0; l < L; ++l) // the last S_n is the carried momentum
-      std::copy_n(chunk_s_[l].data() + (nb - 1) * shapes_[l].rows * shapes_[l].cols, s_[l].size(), s_[l].data());
-    // Newton-Schulz on every S_n, in place, tokens in parallel (each independent of the others).
-    for (std::size_t l = 0; l < L; ++l) {
-      const index_t rows = shapes_[l].rows;
-      array<float>& cs = chunk_s_[l];
-      const muon o = opt_;
+      // Newton-Schulz on the group's S_n, in place, tokens in parallel (each independent).
+      for (std::size_t l = 0; l < L; ++l) {
+        const index_t rows = shapes_[l].rows;
+        array<float>& cs = chunk_s_[l];
+        const muon o = opt_;
 #if defined(_OPENMP)
 #pragma omp parallel
 #endif
-      {
-        nn::newton_schulz_workspace ws;
+        {
+          nn::newton_schulz_workspace ws;
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
-        for (index_t n = 0; n < nb; ++n) {
-          view<float> sn = cs.view().slice(0, n * rows, (n + 1) * rows);
-          nn::newton_schulz(view<const float>(sn), sn, o.steps, o.eps, o.coefficients, &ws);
+          for (index_t n = 0; n < g1 - g0; ++n) {
+            view<float> sn = cs.view().slice(0, n * rows, (n + 1) * rows);
+            nn::newton_schulz(view<const float>(sn), sn, o.steps, o.eps, o.coefficients, &ws);
+          }
         }
       }
-    }
-    // Sequential: M_n = alpha_n M_{n-1} - eta_n NS(S_n), reads per token.
-    for (index_t n = 0; n < nb; ++n) {
-      const index_t t = b0 + n;
-      if (opt_s_.read == read_order::before_update) read_one(n, b0, y);
-      const float alpha = g.alpha.at(t), eta = g.eta.at(t);
-      for (std::size_t l = 0; l < L; ++l) {
-        float* w = w_[l].data();
-        const float* o = chunk_s_[l].data() + n * shapes_[l].rows * shapes_[l].cols;
-        for (index_t e = 0; e < w_[l].size(); ++e) w[e] = alpha * w[e] - eta * o[e];
+      // Sequential: M_n = alpha_n M_{n-1} - eta_n NS(S_n), reads per token.
+      for (index_t n = g0; n < g1; ++n) {
+        const index_t t = b0 + n;
+        if (opt_s_.read == read_order::before_update) read_one(n, b0, y);
+        const float alpha = g.alpha.at(t), eta = g.eta.at(t);
+        for (std::size_t l = 0; l < L; ++l) {
+          float* w = w_[l].data();
+          const float* o = chunk_s_[l].data() + (n - g0) * shapes_[l].rows * shapes_[l].cols;
+          for (index_t e = 0; e < w_[l].size(); ++e) w[e] = alpha * w[e] - eta * o[e];
+        }
+        if (opt_s_.read == read_order::after_update) read_one(n, b0, y);
       }
-      if (opt_s_.read == read_order::after_update) read_one(n, b0, y);
     }
   }
 
