@@ -45,6 +45,8 @@
 // Writes 51_stream.csv (per memory and distance bucket) and 51_stream.png where gnuplot exists.
 //
 // Run: build/release/examples/51_memory_stream [T]        (default T = 2048, about 15 s on one core)
+//      build/release/examples/51_memory_stream --full     T = 16384, 8 streams (the paper-scale
+//                                                          sweep; about 5 minutes, most of it atlas)
 //      MEMBOUND_SMOKE=1 ...                                T = 256, one stream (about a second)
 #include <algorithm>
 #include <chrono>
@@ -192,9 +194,10 @@ void plot(const std::string& png, const std::string& csv, const std::vector<stre
 
 int main(int argc, char** argv) {
   const bool smoke = std::getenv("MEMBOUND_SMOKE") != nullptr;
-  index_t T = smoke ? 256 : 2048;
-  if (argc > 1) T = std::max<index_t>(16, std::atol(argv[1]));
-  const int streams = smoke ? 1 : 4;
+  const bool full = argc > 1 && std::string(argv[1]) == "--full";
+  index_t T = smoke ? 256 : full ? 16384 : 2048;
+  if (argc > 1 && !full) T = std::max<index_t>(16, std::atol(argv[1]));
+  const int streams = smoke ? 1 : full ? 8 : 4;
 
   std::vector<bucket> buckets; // [1,8], [9,16], [17,32], ... up to T
   for (index_t lo = 1, hi = 8; lo <= T; lo = hi + 1, hi *= 2) buckets.push_back({lo, std::min(hi, T)});

@@ -80,6 +80,18 @@ namespace detail {
 inline void apply_weights(view<const float> w, view<const float> x, view<float> y) {
   cpu::gemm(x, w.transpose(), y);
 }
+/// The settings both MLP memories share: hidden width, activation, residual.
+struct hidden_layer_settings {
+  float width = 4.0f;      ///< H = width x D when hidden_dim is 0 (ATLAS: 4)
+  index_t hidden_dim = 0;  ///< H when > 0
+  nn::activation act = nn::activation::gelu_erf;
+  bool residual = true;    ///< add x when D == d_v
+
+  bool has_residual(index_t D, index_t d_v) const { return residual && D == d_v; }
+  index_t hidden(index_t D) const {
+    return hidden_dim > 0 ? hidden_dim : std::max<index_t>(1, static_cast<index_t>(width * static_cast<float>(D) + 0.5f));
+  }
+};
 /// a (N,C) += b (N,C)
 inline void add_into(view<float> a, view<const float> b) {
   for (index_t n = 0; n < a.extent(0); ++n)
@@ -114,18 +126,10 @@ struct matrix_memory {
 ///   M(x) = W_{L-1} h_{L-1} (+ x).
 /// With a feature map that changes the width (D != d_v) the residual does not type-check; ATLAS
 /// leaves that case open, and membound then has no residual (`has_residual` says which).
-struct mlp_memory {
+struct mlp_memory : detail::hidden_layer_settings {
   static constexpr std::string_view name = "mlp";
   int depth = 2;
-  float width = 4.0f;
-  index_t hidden_dim = 0;
-  nn::activation act = nn::activation::gelu_erf;
-  bool residual = true; ///< add x when D == d_v
 
-  bool has_residual(index_t D, index_t d_v) const { return residual && D == d_v; }
-  index_t hidden(index_t D) const {
-    return hidden_dim > 0 ? hidden_dim : std::max<index_t>(1, static_cast<index_t>(width * static_cast<float>(D) + 0.5f));
-  }
   std::vector<layer_shape> layers(index_t D, index_t d_v) const {
     const index_t H = hidden(D);
     std::vector<layer_shape> ls;
@@ -162,17 +166,9 @@ struct mlp_memory {
 
 /// Atlas++'s gated MLP memory (ATLAS Eq. 43): W0 (H,D), W1 (H,D), W2 (d_v,H),
 ///   M(x) = W2 (act(W0 x) * (W1 x)) (+ x when `residual` and D == d_v, as for mlp_memory).
-struct gated_mlp_memory {
+struct gated_mlp_memory : detail::hidden_layer_settings {
   static constexpr std::string_view name = "gated_mlp";
-  float width = 4.0f;
-  index_t hidden_dim = 0;
-  nn::activation act = nn::activation::gelu_erf;
-  bool residual = true; ///< add x when D == d_v
 
-  bool has_residual(index_t D, index_t d_v) const { return residual && D == d_v; }
-  index_t hidden(index_t D) const {
-    return hidden_dim > 0 ? hidden_dim : std::max<index_t>(1, static_cast<index_t>(width * static_cast<float>(D) + 0.5f));
-  }
   std::vector<layer_shape> layers(index_t D, index_t d_v) const {
     const index_t H = hidden(D);
     return {{H, D}, {H, D}, {d_v, H}};
