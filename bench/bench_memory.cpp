@@ -15,15 +15,11 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
-#include <sched.h>
 #include <random>
 #include <string>
 
 #include <membound/memory/memory.hpp>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 #include "probes.hpp"
 
@@ -121,13 +117,7 @@ void named(bm::State& st, index_t d, bool chunked, Arch arch, Rule rule, Feat fe
 /// memory::layer with 4 heads of titans memory (d = 128, hidden 512), d_model 512, chunk 64,
 /// T = 2048, on `threads` threads (CPUs 0 .. threads-1).
 void layer_heads(bm::State& st, int threads) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int c = 0; c < threads; ++c) CPU_SET(c, &set);
-  sched_setaffinity(0, sizeof(set), &set);
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
+  bench::use_cpus(threads);
   const index_t T = 2048;
   memory::module_options o;
   o.mode = memory::execution::chunked;
@@ -141,12 +131,7 @@ void layer_heads(bm::State& st, int threads) {
     bm::ClobberMemory();
   }
   bench::items(st, "tokens/s", double(T));
-#if defined(_OPENMP)
-  omp_set_num_threads(1);
-#endif
-  CPU_ZERO(&set);
-  CPU_SET(0, &set);
-  sched_setaffinity(0, sizeof(set), &set);
+  bench::use_cpus(1);
 }
 
 } // namespace

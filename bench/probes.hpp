@@ -171,18 +171,24 @@ inline const char* cap_onednn_isa() {
 #endif
 }
 
+/// Runs the calling thread (and the OpenMP threads it starts later) on CPUs 0 .. n-1 with an
+/// OpenMP team of n. @return whether the affinity was set.
+inline bool use_cpus(int n) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c = 0; c < n; ++c) CPU_SET(c, &set);
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
 /// Single-thread figures: oneDNN's OpenMP pool to one thread, the process pinned to CPU 0.
 /// Also records the machine (CPU model, ISA level compiled for and detected) in the context and
 /// caps oneDNN at the compiled level (cap_onednn_isa). Call before any oneDNN use.
 inline void pin_single_thread() {
   const char* onednn_isa = cap_onednn_isa();
-#if defined(_OPENMP)
-  omp_set_num_threads(1);
-#endif
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(0, &set);
-  const bool pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
+  const bool pinned = use_cpus(1);
   const host_cpu h = describe_host();
   bm::AddCustomContext("cpu_model", h.model + " (" + h.family_model + ")");
   bm::AddCustomContext("isa_compiled_for", compiled_isa_level());

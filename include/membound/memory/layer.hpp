@@ -82,9 +82,13 @@ class layer {
     p_.add("o_norm.weight", {cfg.head_dim});
     p_.add("o_proj.weight", {d, C});
     if constexpr (has_poly) p_.add("features.coefficients", {static_cast<index_t>(phi_.effective_coefficients().size())});
+    // One module gives the memory's weight shapes and its seeded initial weights.
     Module probe(cfg.head_dim, cfg.head_dim, arch_, rule_, phi_, opt_, mopt_);
-    for (std::size_t l = 0; l < probe.layer_shapes().size(); ++l)
-      p_.add("memory.weight" + std::to_string(l), {probe.layer_shapes()[l].rows, probe.layer_shapes()[l].cols});
+    if constexpr (!std::is_same_v<arch_type, matrix_memory>) probe.init_random(seed ^ 0x9e3779b97f4a7c15ull);
+    for (std::size_t l = 0; l < probe.layer_shapes().size(); ++l) {
+      view<float> w = p_.add("memory.weight" + std::to_string(l), {probe.layer_shapes()[l].rows, probe.layer_shapes()[l].cols});
+      std::copy_n(probe.weight(l).data(), w.size(), w.data());
+    }
     init(seed);
   }
 
@@ -154,7 +158,7 @@ class layer {
     for (array<float>* a : {&u_[0], &u_[1], &u_[2]})
       if (a->rank() != 2 || a->extent(0) != hist + T || a->extent(1) != C) {
         array<float> n({hist + T, C});
-        if (a->rank() == 2 && a->extent(1) == C && hist > 0) std::copy_n(a->data() + (a->extent(0) - hist) * C, hist * C, n.data());
+        if (a->rank() == 2 && a->extent(1) == C && hist > 0) std::copy_n(a->data(), hist * C, n.data()); // history rows lead
         *a = std::move(n);
       }
     for (array<float>* a : {&c_[0], &c_[1], &c_[2], &o_})
@@ -223,10 +227,6 @@ class layer {
       const std::vector<float> a = phi_.effective_coefficients();
       std::copy(a.begin(), a.end(), p_.value("features.coefficients").data());
     }
-    Module probe(cfg_.head_dim, cfg_.head_dim, arch_, rule_, phi_, opt_, mopt_);
-    if constexpr (!std::is_same_v<arch_type, matrix_memory>) probe.init_random(seed ^ 0x9e3779b97f4a7c15ull);
-    for (std::size_t l = 0; l < probe.layer_shapes().size(); ++l)
-      std::copy_n(probe.weight(l).data(), probe.weight(l).size(), p_.value("memory.weight" + std::to_string(l)).data());
     rebuild();
   }
 

@@ -419,6 +419,9 @@ class module {
 
   /// One optimiser step with the gradients in g_.
   void apply_step(float alpha, float eta, float theta) {
+    if constexpr (is_muon)
+      if (ns_out_.size() != shapes_.size())
+        for (const layer_shape& sh : shapes_) ns_out_.emplace_back(array<float>({sh.rows, sh.cols}, uninitialized));
     for (std::size_t l = 0; l < shapes_.size(); ++l) {
       float* w = w_[l].data();
       const float* gr = g_[l].data();
@@ -426,7 +429,6 @@ class module {
       if constexpr (is_muon) {
         float* s = s_[l].data();
         for (std::size_t i = 0; i < n; ++i) s[i] = theta * s[i] + gr[i];
-        fit_ns(l);
         nn::newton_schulz(s_[l].cview(), ns_out_[l].view(), opt_.steps, opt_.eps, opt_.coefficients, &ns_ws_);
         const float* o = ns_out_[l].data();
         for (std::size_t i = 0; i < n; ++i) w[i] = alpha * w[i] - eta * o[i];
@@ -440,13 +442,6 @@ class module {
         for (std::size_t i = 0; i < n; ++i) w[i] = alpha * w[i] - eta * gr[i];
       }
     }
-  }
-  void fit_ns(std::size_t l) {
-    if (ns_out_.size() != shapes_.size()) {
-      ns_out_.clear();
-      for (const layer_shape& s : shapes_) ns_out_.emplace_back(array<float>({s.rows, s.cols}, uninitialized));
-    }
-    (void)l;
   }
 
   /// y (block row n) = M(phi(q_n)) at the current weights.
@@ -621,7 +616,6 @@ class module {
   void chunked_muon_block(const gates& g, index_t b0, index_t nb, view<float> y) {
     const index_t n_ext = hist_n_ + nb;
     gradient_pass(0, n_ext, nullptr);
-    fit_grads();
     const std::size_t L = shapes_.size();
     const index_t G = std::min(nb, muon_group());
     if (chunk_s_.size() != L) chunk_s_.resize(L);
