@@ -4,6 +4,7 @@
 # SECONDS (default 60) on a copy of its seed corpus, with its dictionary:
 #   fuzz_safetensors  tests/fuzz/corpus        tests/fuzz/safetensors.dict   (safetensors buffer reader)
 #   fuzz_index        tests/fuzz/corpus_index  tests/fuzz/index.dict         (sharded index JSON)
+#   fuzz_image        tests/fuzz/corpus_image  tests/fuzz/image.dict         (PNG / JPEG via stb_image)
 # Exits non-zero if the build fails or a fuzzer finds a crash (its reproducer is left in
 # build/fuzz/artifacts/). The last lines of each run (executions, coverage, features) are printed.
 # Usage: tests/fuzz/run_smoke.sh [SECONDS] [TARGET ...]
@@ -14,7 +15,7 @@ set -euo pipefail
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index fuzz_image)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${FUZZ_BUILD:-$root/build/fuzz}"
 out="${FUZZ_OUT:-$build}"
@@ -28,6 +29,7 @@ for t in "${targets[@]}"; do
   case "$t" in
     fuzz_safetensors) seeds=corpus; dict=safetensors.dict ;;
     fuzz_index) seeds=corpus_index; dict=index.dict ;;
+    fuzz_image) seeds=corpus_image; dict=image.dict ;;
     *) echo "unknown fuzz target $t"; exit 2 ;;
   esac
   work="$out/work_$t"

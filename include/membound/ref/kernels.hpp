@@ -391,6 +391,39 @@ inline std::vector<index_t> bottom_k(std::span<const float> x, index_t k) {
   return out;
 }
 
+// ---- tile attention (cascaded group attention's inner kernel) --------------------------------
+
+/// Scalar twin of `cpu::tile_attention`: P[n, :] = softmax_m(sum_c q[c, n] k[c, m] + bias_t[m, n]),
+/// o[c, n] = (sum_m v[c, m] exp(S[n, m] - max)) / sum, in the SIMD kernel's order (FMA over c,
+/// then over m) with std::exp. bias_t may be null. No allocation (N <= 64). O(N^2 (kd + d)).
+inline void tile_attention(index_t n, index_t kd, index_t d, const float* q, index_t ldq, const float* k,
+                           index_t ldk, const float* v, index_t ldv, const float* bias_t, index_t ldb, float* o,
+                           index_t ldo) {
+  float e[64 * 64]; // (m, n): exp(S^T - max)
+  float inv[64];
+  for (index_t j = 0; j < n; ++j) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (index_t m = 0; m < n; ++m) {
+      float acc = bias_t != nullptr ? bias_t[m * ldb + j] : 0.0f;
+      for (index_t c = 0; c < kd; ++c) acc = std::fma(k[c * ldk + m], q[c * ldq + j], acc);
+      e[m * 64 + j] = acc;
+      mx = std::max(mx, acc);
+    }
+    float sum = 0.0f;
+    for (index_t m = 0; m < n; ++m) {
+      e[m * 64 + j] = std::exp(e[m * 64 + j] - mx);
+      sum += e[m * 64 + j];
+    }
+    inv[j] = 1.0f / sum;
+  }
+  for (index_t c = 0; c < d; ++c)
+    for (index_t j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      for (index_t m = 0; m < n; ++m) acc = std::fma(v[c * ldv + m], e[m * 64 + j], acc);
+      o[c * ldo + j] = acc * inv[j];
+    }
+}
+
 } // namespace ref
 } // namespace v0_1
 } // namespace membound

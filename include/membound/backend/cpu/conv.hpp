@@ -970,6 +970,45 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
   }
 }
 
+/// Depthwise convolution of one image whose channel planes lie `x_stride` floats apart (e.g. a
+/// channel-major (C, B, h, w) activation: stride B h w), into planes `y_stride` apart; filters w
+/// (C,k,k), bias (C) or null. On AVX-512 at stride 1, groups of 16 channels run through the
+/// channel-interleaved kernel (the small planes of vision networks: 7x7, 4x4); everything else
+/// runs `depthwise_conv2d` plane by plane. Per output the sum is bias, then taps in (ky, kx)
+/// order (equal to the scalar twin bit for bit). scratch: depthwise_scratch_floats<B>(g).
+/// Complexity: 2 k^2 flops per output.
+template <class B = backend::best_cpu>
+void depthwise_conv2d_strided(const float* x, index_t channels, index_t x_stride, const float* w, const float* bias,
+                              float* y, index_t y_stride, const conv_geometry& g, float* scratch) {
+  g.check("depthwise_conv2d_strided");
+  const index_t kk = g.k * g.k;
+  MEMBOUND_EXPECTS(channels >= 0 && x_stride >= g.h * g.w && y_stride >= g.out_h() * g.out_w(), shape_error,
+                   "depthwise_conv2d_strided: ", channels, " channels with plane strides ", x_stride, " / ", y_stride,
+                   ", expected strides >= the plane sizes ", g.h * g.w, " / ", g.out_h() * g.out_w());
+  index_t c = 0;
+#if MEMBOUND_HAS_AVX512
+  if constexpr (detail::grouped_depthwise<B>())
+    if (g.stride == 1)
+      for (; c + 16 <= channels; c += 16) {
+        const float* xc = x + c * x_stride;
+        const float* wc = w + c * kk;
+        const float* bc = bias != nullptr ? bias + c : nullptr;
+        float* yc = y + c * y_stride;
+        switch (g.k) {
+        case 1: detail::depthwise16_s1<1>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        case 2: detail::depthwise16_s1<2>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        case 3: detail::depthwise16_s1<3>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        case 4: detail::depthwise16_s1<4>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        case 5: detail::depthwise16_s1<5>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        case 6: detail::depthwise16_s1<6>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        default: detail::depthwise16_s1<7>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
+        }
+      }
+#endif
+  for (; c < channels; ++c)
+    depthwise_conv2d<B>(x + c * x_stride, w + c * kk, bias != nullptr ? bias[c] : 0.0f, y + c * y_stride, g, scratch);
+}
+
 /// Dense direct convolution of one image: y (C_out,ho,wo) = bias + W (C_out,C_in,k,k) * x
 /// (C_in,h,w), zero padding; `bias` may be null. `scratch` holds at least
 /// conv_scratch_floats<B>(g, C_in, C_out) floats. Best where C_in k^2 is small (the stem

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief Internal: the channel-major layout of vision/ and its operators. An activation of B
+/// images, C channels and H x W positions is stored (C, B, H, W): channel c's planes of all
+/// images are consecutive, so a 1x1 convolution of the whole batch is one GEMM W (C_out, C_in) x
+/// X (C_in, B H W), and every channel of every image is still a contiguous H x W plane for the
+/// depthwise kernels. GEMMs run in fixed blocks of columns (threads take whole blocks, each block
+/// one single-threaded GEMM call), so results do not depend on the thread count.
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "membound/backend/cpu/conv.hpp"
+#include "membound/backend/cpu/gemm.hpp"
+#include "membound/core/array.hpp"
+#include "membound/core/view.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace vision {
+namespace detail {
+
+/// Width of the column blocks of a channel-major GEMM over n columns (tokens). It depends on n
+/// only (never on the thread count, so results do not either): one block up to 200 columns (the
+/// maps of one image: 196, 49, 16; one call is fastest there, splitting a 256x128x196 product in
+/// two costs ~15% on one thread), otherwise an even number of equal blocks of about 256 columns,
+/// rounded up to 16, so two threads get equal shares.
+inline index_t column_block(index_t n) noexcept {
+  if (n <= 200) return std::max<index_t>(n, 1);
+  index_t blocks = (n + 255) / 256;
+  blocks += blocks % 2;
+  return ((n + blocks - 1) / blocks + 15) / 16 * 16;
+}
+
+/// A per-thread scratch buffer of at least `floats` floats (grown on demand, then reused).
+inline float* thread_scratch(index_t floats) {
+  thread_local array<float> buf;
+  if (buf.size() < floats) buf = array<float>({floats + 64}, uninitialized);
+  return buf.data();
+}
+
+/// What follows the GEMM of `cm_conv1x1` on each block while it is in cache.
+enum class epilogue { bias, bias_relu };
+
+/// y (M, N) = W (M, K) x (K, N) + bias [+ y when accumulate] [then ReLU], rows of x and y with
+/// strides ldx and ldy, W row-major (M, K), bias M entries: the GEMM entry on the column blocks
+/// of `column_block(N)`, each one single-threaded GEMM call followed by the epilogue while the
+/// block is in cache, so results do not depend on the thread count. (A register-tiled kernel without packing
+/// measured 0.3-0.9x of oneDNN's sgemm on the M4 shapes, N = 16..3136, so the GEMM entry stays.)
+/// The parallel region has no `if` clause on purpose: a GEMM inside an inactive region would
+/// open a nested oneDNN team on every call. Complexity: 2 M N K flops.
+template <class B>
+void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy, index_t n,
+                const float* bias, epilogue epi, bool accumulate) {
+  const index_t width = column_block(n), blocks = (n + width - 1) / width;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (index_t blk = 0; blk < blocks; ++blk) {
+    const index_t j0 = blk * width, nc = std::min(width, n - j0);
+    cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
+              make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
+    for (index_t r = 0; r < m; ++r) {
+      float* yr = y + r * ldy + j0;
+      const float b = bias[r];
+      if (epi == epilogue::bias_relu)
+        for (index_t j = 0; j < nc; ++j) yr[j] = std::max(yr[j] + b, 0.0f);
+      else
+        for (index_t j = 0; j < nc; ++j) yr[j] += b;
+    }
+  }
+}
+
+/// Depthwise convolution of a channel-major activation: channel c (filter w[c] (k,k), bias[c])
+/// over its `planes` consecutive planes of geometry g; ReLU after when asked. Rows wide enough
+/// for the rolling-row kernel (e.g. 14x14 maps) run channel by channel over all planes; small
+/// planes (7x7, 4x4, stride 2) run image by image in groups of 16 channels through
+/// `cpu::depthwise_conv2d_strided`. Threads over channels or (image, group) units; each output
+/// is computed the same way for any thread count. Complexity: 2 k^2 flops per output.
+template <class B>
+void cm_depthwise(const float* x, index_t channels, index_t planes, const float* w, const float* bias, float* y,
+                  const cpu::conv_geometry& g, bool relu) {
+  const index_t kk = g.k * g.k, pin = g.h * g.w, pout = g.out_h() * g.out_w();
+  const index_t scratch = cpu::depthwise_scratch_floats<B>(g);
+  [[maybe_unused]] const bool big = channels * planes * pout >= 4096;
+  bool rolling = false;
+#if MEMBOUND_HAS_AVX2
+  if constexpr (cpu::detail::rolling_depthwise<B>())
+    rolling = g.stride == 1 && g.k % 2 == 1 && g.k >= 3 &&
+              cpu::detail::rolling_fits(g.out_w(), static_cast<index_t>(cpu::detail::lanes<typename B::arch>));
+#endif
+  if (rolling) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (big)
+#endif
+    for (index_t c = 0; c < channels; ++c) {
+      float* yc = y + c * planes * pout;
+      cpu::depthwise_conv2d_planes<B>(x + c * planes * pin, 1, w + c * kk, bias + c, yc, g, thread_scratch(scratch),
+                                      planes);
+      if (relu)
+        for (index_t i = 0; i < planes * pout; ++i) yc[i] = std::max(yc[i], 0.0f);
+    }
+    return;
+  }
+  const index_t groups = (channels + 15) / 16, units = planes * groups;
+  // Stride 2 on AVX-512: the channel-interleaved kernel at stride 1 over the whole plane (into
+  // scratch), then every second row and column: the kept outputs are the same sums in the same
+  // order, and small planes run ~4x faster this way than plane by plane.
+  bool subsample = false;
+#if MEMBOUND_HAS_AVX512
+  if constexpr (cpu::detail::grouped_depthwise<B>()) subsample = g.stride == 2;
+#endif
+  const cpu::conv_geometry g1{g.h, g.w, g.k, 1, g.pad};
+  const index_t p1 = g1.out_h() * g1.out_w();
+  const index_t need = subsample ? cpu::depthwise_scratch_floats<B>(g1) + 16 * p1 : scratch;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (big)
+#endif
+  for (index_t u = 0; u < units; ++u) {
+    const index_t img = u / groups, c0 = (u % groups) * 16, nc = std::min<index_t>(16, channels - c0);
+    float* yc = y + (c0 * planes + img) * pout;
+    float* sc = thread_scratch(need);
+    if (subsample) {
+      float* full = sc + cpu::depthwise_scratch_floats<B>(g1); // (nc, h1, w1)
+      cpu::depthwise_conv2d_strided<B>(x + (c0 * planes + img) * pin, nc, planes * pin, w + c0 * kk, bias + c0, full,
+                                       p1, g1, sc);
+      const index_t ho = g.out_h(), wo = g.out_w(), w1 = g1.out_w();
+      for (index_t c = 0; c < nc; ++c)
+        for (index_t oy = 0; oy < ho; ++oy)
+          for (index_t ox = 0; ox < wo; ++ox) yc[c * planes * pout + oy * wo + ox] = full[c * p1 + 2 * oy * w1 + 2 * ox];
+    } else {
+      cpu::depthwise_conv2d_strided<B>(x + (c0 * planes + img) * pin, nc, planes * pin, w + c0 * kk, bias + c0, yc,
+                                       planes * pout, g, sc);
+    }
+    if (relu)
+      for (index_t c = 0; c < nc; ++c)
+        for (index_t i = 0; i < pout; ++i) yc[c * planes * pout + i] = std::max(yc[c * planes * pout + i], 0.0f);
+  }
+}
+
+} // namespace detail
+} // namespace vision
+} // namespace v0_1
+} // namespace membound
