@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tour: installs missing Debian packages, builds the example notebooks and runs them in order
-# on their embedded defaults. Outputs (CSV, PNG where gnuplot exists) go to ./out/.
+# on their embedded defaults. Outputs (CSV, PNG where gnuplot exists; 40_efficientvit writes its
+# PNGs itself) go to ./out/.
 # Usage: tools/tour.sh [name-filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -129,6 +129,8 @@ public:
       if (i > 0) {                       // F_i = X_i + O_{i-1}
         const float* prev = o + (i - 1) * d * t;
         float* f = f_.data();
+        [[maybe_unused]] const bool big = ch * t >= 32768;
+        MEMBOUND_VISION_PARALLEL_FOR
         for (index_t j = 0; j < ch * t; ++j) f[j] = in[j] + prev[j];
         in = f;
       }
@@ -148,6 +150,8 @@ public:
         cpu::tile_attention<B>(n, kd, d, qd_.data() + w * n, t, kp + w * n, t, vp + w * n, t, bt, ldb, oi + w * n, t,
                                detail::thread_scratch(scratch));
     }
+    [[maybe_unused]] const bool big = h * d * t >= 32768;
+    MEMBOUND_VISION_PARALLEL_FOR
     for (index_t j = 0; j < h * d * t; ++j) o[j] = std::max(o[j], 0.0f);
   }
 

@@ -401,6 +401,8 @@ private:
     // Squeeze-excite: per image and channel, the plane mean -> fc1, ReLU -> fc2, sigmoid -> scale.
     std::vector<float> pooled(static_cast<std::size_t>(hid * b)), z1(static_cast<std::size_t>(rd * b)),
         z2(static_cast<std::size_t>(hid * b));
+    [[maybe_unused]] const bool big = hid * b * pn >= 32768;
+    MEMBOUND_VISION_PARALLEL_FOR
     for (index_t i = 0; i < hid * b; ++i) {
       float acc = 0.0f;
       for (index_t p = 0; p < pn; ++p) acc += g[i * pn + p];
@@ -410,6 +412,7 @@ private:
                        detail::epilogue::bias_relu, false);
     detail::cm_conv1x1<B>(m.fc2_w.data(), hid, rd, z1.data(), b, z2.data(), b, b, m.fc2_b.data(), detail::epilogue::bias,
                        false);
+    MEMBOUND_VISION_PARALLEL_FOR
     for (index_t i = 0; i < hid * b; ++i) {
       const float sc = 1.0f / (1.0f + std::exp(-z2[static_cast<std::size_t>(i)]));
       for (index_t p = 0; p < pn; ++p) g[i * pn + p] *= sc;

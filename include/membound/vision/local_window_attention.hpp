@@ -61,6 +61,8 @@ public:
       reserve(xw_, c * tw);
       reserve(ow_, dv * tw);
       // (C, B, H, W) -> (C, B, nw, nw, ws, ws), zero padded
+      [[maybe_unused]] const bool big = c * tw >= 32768;
+      MEMBOUND_VISION_PARALLEL_FOR
       for (index_t ch = 0; ch < c; ++ch)
         for (index_t img = 0; img < b; ++img) {
           const float* src = x + (ch * b + img) * hw;
@@ -78,6 +80,7 @@ public:
         }
       attn.heads_forward(xw_.data(), windows, ow_.data());
       // (dv, B, nw, nw, ws, ws) -> (dv, B, H, W), cropped
+      MEMBOUND_VISION_PARALLEL_FOR
       for (index_t ch = 0; ch < dv; ++ch)
         for (index_t img = 0; img < b; ++img) {
           const float* src = ow_.data() + (ch * b + img) * nw * nw * n;

@@ -353,38 +353,6 @@ TEST_CASE("vision: a random timm-style initialisation runs at another resolution
   CHECK(finite);
 }
 
-TEST_CASE("backend: tile_attention equals its scalar twin on odd sizes") {
-  std::mt19937 gen(11);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (index_t n : {1, 5, 16, 17, 49, 64})
-    for (index_t d : {1, 7, 32}) {
-      const index_t kd = 16, ld = n + 3, ldb = cpu::tile_attention_bias_stride(n);
-      std::vector<float> q(kd * ld), k(kd * ld), v(d * ld), bias(n * ldb, 0.0f), o1(d * ld, 0.0f), o2(d * ld, 0.0f);
-      for (auto* a : {&q, &k, &v})
-        for (float& x : *a) x = nd(gen);
-      for (index_t m = 0; m < n; ++m)
-        for (index_t j = 0; j < n; ++j) bias[m * ldb + j] = nd(gen);
-      std::vector<float> scratch(cpu::tile_attention_scratch_floats(n, kd));
-      cpu::tile_attention(n, kd, d, q.data(), ld, k.data(), ld, v.data(), ld, bias.data(), ldb, o1.data(), ld,
-                          scratch.data());
-      cpu::tile_attention<backend::scalar>(n, kd, d, q.data(), ld, k.data(), ld, v.data(), ld, bias.data(), ldb,
-                                           o2.data(), ld, nullptr);
-      double worst = 0.0;
-      for (index_t c = 0; c < d; ++c)
-        for (index_t j = 0; j < ld; ++j) {
-          if (j >= n) CHECK(o1[c * ld + j] == 0.0f); // nothing written past N
-          worst = std::max(worst, double(std::fabs(o1[c * ld + j] - o2[c * ld + j])));
-        }
-      CAPTURE(n);
-      CAPTURE(d);
-      CHECK(worst <= 1e-5);
-    }
-  std::vector<float> big(16 * 80 * 4, 1.0f), scratch(cpu::tile_attention_scratch_floats(64, 16));
-  CHECK_THROWS_AS(cpu::tile_attention(65, 16, 4, big.data(), 80, big.data(), 80, big.data(), 80, big.data(), 80,
-                                      big.data() + 16 * 80 * 3, 80, scratch.data()),
-                  shape_error);
-}
-
 TEST_CASE("vision: attention probabilities rebuild timm's CGA output and efficientvit::attention_maps finds its mixer") {
   // 1. The standalone operator: rows of P sum to 1, and O_i = v_i P_i^T with the cascade, ReLU and
   //    the projection (recomputed here in double from the folded weights) gives timm's output.

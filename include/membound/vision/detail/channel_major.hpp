@@ -25,6 +25,14 @@ inline namespace v0_1 {
 namespace vision {
 namespace detail {
 
+/// `for` loops over independent elements of a large activation run on the OpenMP team when the
+/// variable `big` in scope is true (memory-bound passes: window copies, cascade adds, pooling).
+#if defined(_OPENMP)
+#define MEMBOUND_VISION_PARALLEL_FOR _Pragma("omp parallel for schedule(static) if (big)")
+#else
+#define MEMBOUND_VISION_PARALLEL_FOR
+#endif
+
 /// Width of the column blocks of a channel-major GEMM over n columns (tokens). It depends on n
 /// only (never on the thread count, so results do not either): one block up to 200 columns (the
 /// maps of one image: 196, 49, 16; one call is fastest there, splitting a 256x128x196 product in
