@@ -333,7 +333,7 @@ private:
     if (static_cast<int>(stem_ws_.size()) < nthreads) stem_ws_.resize(static_cast<std::size_t>(nthreads));
     float* out = x_.data();
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) // no if clause: see cm_conv1x1
+#pragma omp parallel for schedule(static) if (b > 1)
 #endif
     for (index_t img = 0; img < b; ++img) {
       int tid = 0;
@@ -356,6 +356,7 @@ private:
       index_t side = s;
       const float* in = x.data() + img * cfg_.in_chans * s * s;
       float* bufs[2] = {ws.a.data(), ws.b.data()};
+      const detail::single_thread_scope one; // the im2col GEMMs: one thread per image, as in cm_conv1x1
       for (int i = 0; i < 4; ++i) {
         const index_t next = (side - 1) / 2 + 1;
         float* o = bufs[i % 2];

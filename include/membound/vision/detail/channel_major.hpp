@@ -60,19 +60,38 @@ enum class epilogue { bias, bias_relu };
 /// of `column_block(N)`, each one single-threaded GEMM call followed by the epilogue while the
 /// block is in cache, so results do not depend on the thread count. (A register-tiled kernel without packing
 /// measured 0.3-0.9x of oneDNN's sgemm on the M4 shapes, N = 16..3136, so the GEMM entry stays.)
-/// The parallel region has no `if` clause on purpose: a GEMM inside an inactive region would
-/// open a nested oneDNN team on every call. Complexity: 2 M N K flops.
+/// With one block no team is opened (an idle team member spinning on a sibling hyperthread slows
+/// the worker); every GEMM call runs in a `single_thread_scope`. Complexity: 2 M N K flops.
+/// While alive, OpenMP regions opened by this thread (e.g. inside oneDNN) run one thread: a GEMM
+/// call that is one cell of a fixed work grid must not split itself by the thread count, and
+/// must not open a nested team inside an inactive region.
+class single_thread_scope {
+public:
+#if defined(_OPENMP)
+  single_thread_scope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~single_thread_scope() { omp_set_num_threads(saved_); }
+private:
+  int saved_;
+#endif
+public:
+  single_thread_scope(const single_thread_scope&) = delete;
+  single_thread_scope& operator=(const single_thread_scope&) = delete;
+};
+
 template <class B>
 void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy, index_t n,
                 const float* bias, epilogue epi, bool accumulate) {
   const index_t width = column_block(n), blocks = (n + width - 1) / width;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 1)
 #endif
   for (index_t blk = 0; blk < blocks; ++blk) {
     const index_t j0 = blk * width, nc = std::min(width, n - j0);
-    cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
-              make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
+    {
+      const single_thread_scope one;
+      cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
+                make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
+    }
     for (index_t r = 0; r < m; ++r) {
       float* yr = y + r * ldy + j0;
       const float b = bias[r];
