@@ -44,6 +44,10 @@ import tempfile
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baseline_env  # noqa: E402
+from baseline_env import cpu_model, set_openblas_threads  # noqa: E402
+
 TUNED_MALLOC = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -69,7 +73,6 @@ if not args.default_malloc and "GLIBC_TUNABLES" not in os.environ:
 os.environ["OPENBLAS_NUM_THREADS"] = str(blas_threads)
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
-import ctypes  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -85,62 +88,13 @@ def log(*a):
     print(*a, file=LOG, flush=True)
 
 
-# ---- environment -------------------------------------------------------------------------------
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
-def mapped_blas():
-    """Paths of the BLAS-like shared libraries mapped into this process."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "/" in line}
-    except OSError:
-        return []
-    keys = ("blas", "mkl", "blis", "lapack")
-    return sorted(p for p in paths if ".so" in p and any(x in os.path.basename(p).lower() or x in p.lower() for x in keys))
-
-
+# ---- environment (bench/compare/baseline_env.py) ---------------------------------------------
 def openblas_threads():
-    """Sets and reads back OpenBLAS's thread count through the loaded library (torch's
-    set_num_threads does not reach it in Debian's build). None when no OpenBLAS is loaded."""
-    for path in (p for p in mapped_blas() if "openblas" in p.lower()):
-        try:
-            lib = ctypes.CDLL(path)
-            lib.openblas_set_num_threads(ctypes.c_int(blas_threads))
-            return int(lib.openblas_get_num_threads())
-        except (OSError, AttributeError):
-            continue
-    return None
+    return set_openblas_threads(blas_threads)
 
 
 def blas_check():
-    """Best of 5 timings of a 512^3 float32 matmul; warns when torch looks like it runs on the
-    reference BLAS (about 1.4 GFLOP/s, i.e. ~190 ms here, against a few ms with OpenBLAS)."""
-    a = torch.randn(512, 512)
-    b = torch.randn(512, 512)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    libs = mapped_blas()
-    optimised = any(x in p.lower() for p in libs for x in ("openblas", "mkl", "blis"))
-    if best > 0.020 or not optimised:
-        why = f"a 512x512x512 float32 matmul took {best * 1e3:.1f} ms" if best > 0.020 else \
-            "no OpenBLAS/MKL/BLIS is loaded"
-        log(f"WARNING: {why} (BLAS libraries mapped: {', '.join(libs) or 'none found'}): torch is probably "
-            "using the reference BLAS. Install libopenblas0-pthread and check update-alternatives --display "
-            "libblas.so.3-x86_64-linux-gnu; the figures below are then not a baseline.")
-    return best, libs
+    return baseline_env.blas_check(torch, log)
 
 
 # ---- the memory --------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baseline_env  # noqa: E402
+from baseline_env import cpu_model, set_openblas_threads  # noqa: E402
+
 TUNED_MALLOC = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
 RESULT_TAG = "VISION_PYTORCH_RESULT "
 ROW_RE = re.compile(r"^efficientvit_m(\d+)_b(\d+)_t(\d+)$")
@@ -132,17 +136,6 @@ def log(*a):
     print(*a, file=LOG, flush=True)
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def blas_count(threads):
     return threads if args.blas_threads == "same" else int(args.blas_threads)
 
@@ -164,7 +157,6 @@ def worker():
             os.sched_setaffinity(0, cpus)
             pinned = sorted(cpus)
 
-    import ctypes
     import gc
     import warnings
 
@@ -183,39 +175,13 @@ def worker():
         flush = bool(torch.set_flush_denormal(True))
 
     def mapped_blas():
-        try:
-            with open("/proc/self/maps") as f:
-                paths = {line.split()[-1] for line in f if "/" in line}
-        except OSError:
-            return []
-        keys = ("blas", "mkl", "blis", "dnnl")
-        return sorted(p for p in paths if ".so" in p and any(k in os.path.basename(p).lower() for k in keys))
+        return baseline_env.mapped_blas(extra=("dnnl",))
 
     def openblas_threads():
-        for path in (p for p in mapped_blas() if "openblas" in p.lower()):
-            try:
-                lib = ctypes.CDLL(path)
-                lib.openblas_set_num_threads(ctypes.c_int(nblas))
-                return int(lib.openblas_get_num_threads())
-            except (OSError, AttributeError):
-                continue
-        return None
+        return set_openblas_threads(nblas)
 
     def blas_check():
-        a, b = torch.randn(512, 512), torch.randn(512, 512)
-        a @ b
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        libs = mapped_blas()
-        if best > 0.020 or not any(x in p.lower() for p in libs for x in ("openblas", "mkl", "blis")):
-            log(f"WARNING: a 512^3 float32 matmul took {best * 1e3:.1f} ms (BLAS libraries mapped: "
-                f"{', '.join(libs) or 'none found'}): torch probably runs on the reference BLAS; install "
-                "libopenblas0-pthread (update-alternatives --display libblas.so.3-x86_64-linux-gnu). "
-                "The figures below are then not a baseline.")
-        return best
+        return baseline_env.blas_check(torch, log)[0]
 
     def replace_batchnorm(net):
         """Replaces, depth first, every child that has a fuse() method (timm's ConvNorm and

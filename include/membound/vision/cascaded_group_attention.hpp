@@ -265,7 +265,7 @@ public:
 
 private:
   static void reserve(array<float>& a, index_t floats) {
-    if (a.size() < floats) a = array<float>({floats}, uninitialized);
+    if (a.size() < floats) a = array<float>({floats}, uninitialized); // (floats): flat workspace
   }
   array<float> f_, qkv_, qd_;
 };

@@ -59,7 +59,7 @@ inline state_dict efficientvit_random_init(const efficientvit_config& cfg, std::
   std::mt19937_64 gen(seed);
   state_dict sd;
   for (const auto& t : efficientvit_state_spec(cfg)) {
-    array<float> a(std::span<const index_t>(t.shape.data(), t.shape.size()), uninitialized);
+    array<float> a(std::span<const index_t>(t.shape.data(), t.shape.size()), uninitialized); // t.shape
     const auto ends = [&](std::string_view suf) {
       return t.name.size() >= suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
     };
@@ -317,9 +317,9 @@ private:
       big = std::max(big, 2 * cfg_.embed_dim[s] * t);
       if (s > 0) big = std::max(big, 4 * cfg_.embed_dim[s - 1] * b * cfg_.stage_resolution(s - 1) * cfg_.stage_resolution(s - 1));
     }
-    x_ = array<float>({std::max(big, cfg_.embed_dim[0] * t0)}, uninitialized);
-    y_ = array<float>({x_.size()}, uninitialized);
-    h_ = array<float>({big}, uninitialized);
+    x_ = array<float>({std::max(big, cfg_.embed_dim[0] * t0)}, uninitialized); // (C, B, H, W) of any stage
+    y_ = array<float>({x_.size()}, uninitialized); // (C, B, H, W): depthwise outputs
+    h_ = array<float>({big}, uninitialized); // (2C or 4C, B, H, W): FFN and merge hidden
     batch_ = b;
   }
 
@@ -343,8 +343,9 @@ private:
       stem_thread& ws = stem_ws_[static_cast<std::size_t>(tid)];
       const index_t half = (s - 1) / 2 + 1;
       if (ws.a.size() == 0) {
-        ws.a = array<float>({widths[1] * half * half}, uninitialized);
-        ws.b = array<float>({widths[2] * ((half - 1) / 2 + 1) * ((half - 1) / 2 + 1) + widths[4] * p0}, uninitialized);
+        ws.a = array<float>({widths[1] * half * half}, uninitialized); // (C1/8, S/2, S/2), later (C1/2, S/8, S/8)
+        ws.b = array<float>({widths[2] * ((half - 1) / 2 + 1) * ((half - 1) / 2 + 1) + widths[4] * p0}, // (C1/4, S/4, S/4),
+                            uninitialized);                                                       // later (C1, S/16, S/16)
         for (int i = 0; i < 4; ++i) {
           nn::conv2d& c = ws.conv[static_cast<std::size_t>(i)];
           c.cfg = nn::conv2d_config{widths[i], widths[i + 1], 3, 2, 1, 1, true,

@@ -115,7 +115,7 @@ public:
 
 private:
   static void reserve(array<float>& a, index_t floats) {
-    if (a.size() < floats) a = array<float>({floats}, uninitialized);
+    if (a.size() < floats) a = array<float>({floats}, uninitialized); // (floats): flat workspace
   }
   array<float> xw_, ow_, o_;
 };

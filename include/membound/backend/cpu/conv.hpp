@@ -475,6 +475,21 @@ void depthwise16_s1(const float* x, index_t plane_in, const float* w, const floa
   if (nt) _mm_sfence();
 }
 
+/// depthwise16_s1 for the run-time kernel size g.k (1..7).
+inline void depthwise16_s1_k(const float* x, index_t plane_in, const float* w, const float* bias, float* y,
+                             index_t plane_out, const conv_geometry& g, float* scratch, const float* next,
+                             bool stream) noexcept {
+  switch (g.k) {
+  case 1: depthwise16_s1<1>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  case 2: depthwise16_s1<2>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  case 3: depthwise16_s1<3>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  case 4: depthwise16_s1<4>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  case 5: depthwise16_s1<5>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  case 6: depthwise16_s1<6>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  default: depthwise16_s1<7>(x, plane_in, w, bias, y, plane_out, g, scratch, next, stream); break;
+  }
+}
+
 /// Dense convolution vectorised over output channels: NV vectors of 16 output channels times P
 /// consecutive output positions in registers; per tap one weight vector per 16 channels and one
 /// broadcast input per position. `pads` are the phase-split padded input planes, `wpk` the
@@ -954,15 +969,7 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
         const float* nx = c + 32 <= channels ? xc + 16 * plane_in
                           : n + 1 < batch && channels >= 16 ? x + channels * plane_in
                                                             : nullptr;
-        switch (g.k) {
-        case 1: detail::depthwise16_s1<1>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        case 2: detail::depthwise16_s1<2>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        case 3: detail::depthwise16_s1<3>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        case 4: detail::depthwise16_s1<4>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        case 5: detail::depthwise16_s1<5>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        case 6: detail::depthwise16_s1<6>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        default: detail::depthwise16_s1<7>(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream); break;
-        }
+        detail::depthwise16_s1_k(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream);
       }
 #endif
   for (; c < channels; ++c)
@@ -994,15 +1001,7 @@ void depthwise_conv2d_strided(const float* x, index_t channels, index_t x_stride
         const float* wc = w + c * kk;
         const float* bc = bias != nullptr ? bias + c : nullptr;
         float* yc = y + c * y_stride;
-        switch (g.k) {
-        case 1: detail::depthwise16_s1<1>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        case 2: detail::depthwise16_s1<2>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        case 3: detail::depthwise16_s1<3>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        case 4: detail::depthwise16_s1<4>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        case 5: detail::depthwise16_s1<5>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        case 6: detail::depthwise16_s1<6>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        default: detail::depthwise16_s1<7>(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false); break;
-        }
+        detail::depthwise16_s1_k(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false);
       }
 #endif
   for (; c < channels; ++c)

@@ -48,7 +48,7 @@ inline index_t column_block(index_t n) noexcept {
 /// A per-thread scratch buffer of at least `floats` floats (grown on demand, then reused).
 inline float* thread_scratch(index_t floats) {
   thread_local array<float> buf;
-  if (buf.size() < floats) buf = array<float>({floats + 64}, uninitialized);
+  if (buf.size() < floats) buf = array<float>({floats + 64}, uninitialized); // (floats): flat scratch
   return buf.data();
 }
 
