@@ -377,10 +377,8 @@ private:
     std::swap(x_, y_);
   }
   void ffn_forward(const ffn_layer& f, index_t c, index_t t) {
-    detail::cm_conv1x1<B>(f.pw1.weight.data(), 2 * c, c, x_.data(), t, h_.data(), t, t, f.pw1.bias.data(),
-                       detail::epilogue::bias_relu, false);
-    detail::cm_conv1x1<B>(f.pw2.weight.data(), c, 2 * c, h_.data(), t, x_.data(), t, t, f.pw2.bias.data(),
-                       detail::epilogue::bias, true);
+    detail::cm_ffn(f.pw1.weight.data(), f.pw1.bias.data(), f.pw2.weight.data(), f.pw2.bias.data(), c, 2 * c, x_.data(),
+                   t, h_.data());
   }
   void block_forward(block& blk, index_t b, index_t r) {
     const index_t c = blk.dw0.out_channels(), t = b * r * r;

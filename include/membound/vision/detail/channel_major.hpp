@@ -103,6 +103,37 @@ void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ld
   }
 }
 
+/// The residual FFN x += W2 ReLU(W1 x + b1) + b2 of a channel-major x (C, N), hidden width H, fused
+/// per column block: both GEMMs of a block run back to back on one thread, so the block's hidden
+/// activation (H x width floats of `h`, a (H, N) workspace) is still in L2 when the second reads
+/// it and the whole FFN is one parallel region. Same blocks and calls as two `cm_conv1x1`s, so
+/// the same bits. Complexity: 4 C H N flops.
+inline void cm_ffn(const float* w1, const float* b1, const float* w2, const float* b2, index_t c, index_t hid, float* x,
+                   index_t n, float* h) {
+  const index_t width = column_block(n), blocks = (n + width - 1) / width;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1)
+#endif
+  for (index_t blk = 0; blk < blocks; ++blk) {
+    const index_t j0 = blk * width, nc = std::min(width, n - j0);
+    const single_thread_scope one;
+    cpu::gemm(make_view<const float>(w1, {hid, c}), make_view<const float>(x + j0, {c, nc}, {n, 1}),
+              make_view<float>(h + j0, {hid, nc}, {n, 1}));
+    for (index_t r = 0; r < hid; ++r) {
+      float* hr = h + r * n + j0;
+      const float b = b1[r];
+      for (index_t j = 0; j < nc; ++j) hr[j] = std::max(hr[j] + b, 0.0f);
+    }
+    cpu::gemm(make_view<const float>(w2, {c, hid}), make_view<const float>(h + j0, {hid, nc}, {n, 1}),
+              make_view<float>(x + j0, {c, nc}, {n, 1}), 1.0f, 1.0f);
+    for (index_t r = 0; r < c; ++r) {
+      float* xr = x + r * n + j0;
+      const float b = b2[r];
+      for (index_t j = 0; j < nc; ++j) xr[j] += b;
+    }
+  }
+}
+
 /// Depthwise convolution of a channel-major activation: channel c (filter w[c] (k,k), bias[c])
 /// over its `planes` consecutive planes of geometry g; ReLU after when asked. Rows wide enough
 /// for the rolling-row kernel (e.g. 14x14 maps) run channel by channel over all planes; small
