@@ -72,8 +72,10 @@ public:
   ~single_thread_scope() { omp_set_num_threads(saved_); }
 private:
   int saved_;
-#endif
 public:
+#else
+  single_thread_scope() {} // nothing to pin without OpenMP
+#endif
   single_thread_scope(const single_thread_scope&) = delete;
   single_thread_scope& operator=(const single_thread_scope&) = delete;
 };
