@@ -4,7 +4,9 @@ library torch runs on (Debian's torch uses whatever libblas.so.3 points to; with
 optimised BLAS a ratio against it means nothing, see ../shared/research/baselines.md).
 Imported by memory_pytorch.py and vision_pytorch.py from this folder."""
 import ctypes
+import json
 import os
+import subprocess
 import time
 
 
@@ -62,3 +64,18 @@ def blas_check(torch, log):
             "libopenblas0-pthread (update-alternatives --display libblas.so.3-x86_64-linux-gnu). "
             "The figures below are then not a baseline.")
     return best, libs
+
+
+def run_benchmark_json(cmd, out_json, log, env=None):
+    """Runs a Google Benchmark binary (cmd writes its JSON to out_json through --benchmark_out)
+    and returns (parsed JSON or None, the completed process); failures are logged."""
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        log(f"membound: exit status {res.returncode}\n{res.stderr.strip()}")
+        return None, res
+    try:
+        with open(out_json) as f:
+            return json.load(f), res
+    except (OSError, ValueError) as exc:
+        log(f"membound: could not read the benchmark JSON ({exc})")
+        return None, res

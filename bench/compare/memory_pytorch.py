@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import sys
 import time
@@ -210,15 +209,8 @@ def run_membound(path):
         if args.threads == 1 and shutil.which("taskset"):
             cmd = ["taskset", "-c", "0"] + cmd
         log("membound: " + " ".join(cmd))
-        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if res.returncode != 0:
-            log(f"membound: exit status {res.returncode}\n{res.stderr.strip()}")
-            return None
-        try:
-            with open(out_json) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            log(f"membound: could not read the benchmark JSON ({exc})")
+        data, _ = baseline_env.run_benchmark_json(cmd, out_json, log)
+        if data is None:
             return None
     best = {}  # the best repetition per benchmark (bench_memory's "tokens/s" counter)
     for b in data.get("benchmarks", []):

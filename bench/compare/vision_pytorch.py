@@ -457,17 +457,10 @@ def run_membound(path, threads, env):
                f"--benchmark_repetitions={args.membound_repetitions}",
                f"--benchmark_out={out_json}", "--benchmark_out_format=json"]
         log("membound: " + " ".join(cmd))
-        res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        data, res = baseline_env.run_benchmark_json(cmd, out_json, log, env)
         if args.show_membound:
             log(res.stdout.rstrip())
-        if res.returncode != 0:
-            log(f"membound: exit status {res.returncode}\n{res.stderr.strip()}")
-            return None
-        try:
-            with open(out_json) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            log(f"membound: could not read the benchmark JSON ({exc})")
+        if data is None:
             return None
     runs, errors = parse_membound(data)
     for n, e in errors.items():

@@ -134,7 +134,7 @@ public:
         for (index_t j = 0; j < ch * t; ++j) f[j] = in[j] + prev[j];
         in = f;
       }
-      detail::cm_conv1x1<B>(qkv[i].weight.data(), rows, ch, in, t, qkv_.data(), t, t, qkv[i].bias.data(),
+      detail::cm_conv1x1(qkv[i].weight.data(), rows, ch, in, t, qkv_.data(), t, t, qkv[i].bias.data(),
                          detail::epilogue::bias, false);
       const index_t k = cfg.kernels[static_cast<std::size_t>(i)];
       detail::cm_depthwise<B>(qkv_.data(), kd, windows, dw[i].weight.data(), dw[i].bias.data(), qd_.data(),
@@ -239,7 +239,7 @@ public:
     array<float> yc({c, b * n}, uninitialized);                   // (C, B, R, R)
     to_channel_major(x.data(), b, c, n, xc.data());
     heads_forward(xc.data(), b, oc.data());
-    detail::cm_conv1x1<B>(proj.weight.data(), c, value_channels(), oc.data(), b * n, yc.data(), b * n, b * n,
+    detail::cm_conv1x1(proj.weight.data(), c, value_channels(), oc.data(), b * n, yc.data(), b * n, b * n,
                        proj.bias.data(), detail::epilogue::bias, false);
     from_channel_major(yc.data(), b, c, n, y.data());
   }

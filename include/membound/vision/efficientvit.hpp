@@ -393,7 +393,7 @@ private:
     const index_t rd = m.fc1_b.size(), t = b * r * r, rn = (r - 1) / 2 + 1, pn = rn * rn, tn = b * pn;
     residual_dw_forward(m.pre_dw, cp, b, r);
     ffn_forward(m.pre_ffn, cp, t);
-    detail::cm_conv1x1<B>(m.conv1.weight.data(), hid, cp, x_.data(), t, h_.data(), t, t, m.conv1.bias.data(),
+    detail::cm_conv1x1(m.conv1.weight.data(), hid, cp, x_.data(), t, h_.data(), t, t, m.conv1.bias.data(),
                        detail::epilogue::bias_relu, false);
     float* g = y_.data(); // (hid, B, rn, rn)
     detail::cm_depthwise<B>(h_.data(), hid, b, m.conv2.weight.data(), m.conv2.bias.data(), g,
@@ -408,16 +408,16 @@ private:
       for (index_t p = 0; p < pn; ++p) acc += g[i * pn + p];
       pooled[static_cast<std::size_t>(i)] = acc / static_cast<float>(pn);
     }
-    detail::cm_conv1x1<B>(m.fc1_w.data(), rd, hid, pooled.data(), b, z1.data(), b, b, m.fc1_b.data(),
+    detail::cm_conv1x1(m.fc1_w.data(), rd, hid, pooled.data(), b, z1.data(), b, b, m.fc1_b.data(),
                        detail::epilogue::bias_relu, false);
-    detail::cm_conv1x1<B>(m.fc2_w.data(), hid, rd, z1.data(), b, z2.data(), b, b, m.fc2_b.data(), detail::epilogue::bias,
+    detail::cm_conv1x1(m.fc2_w.data(), hid, rd, z1.data(), b, z2.data(), b, b, m.fc2_b.data(), detail::epilogue::bias,
                        false);
     MEMBOUND_VISION_PARALLEL_FOR
     for (index_t i = 0; i < hid * b; ++i) {
       const float sc = 1.0f / (1.0f + std::exp(-z2[static_cast<std::size_t>(i)]));
       for (index_t p = 0; p < pn; ++p) g[i * pn + p] *= sc;
     }
-    detail::cm_conv1x1<B>(m.conv3.weight.data(), cn, hid, g, tn, x_.data(), tn, tn, m.conv3.bias.data(),
+    detail::cm_conv1x1(m.conv3.weight.data(), cn, hid, g, tn, x_.data(), tn, tn, m.conv3.bias.data(),
                        detail::epilogue::bias, false);
     residual_dw_forward(m.post_dw, cn, b, rn);
     ffn_forward(m.post_ffn, cn, tn);

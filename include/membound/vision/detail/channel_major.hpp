@@ -80,28 +80,34 @@ public:
   single_thread_scope& operator=(const single_thread_scope&) = delete;
 };
 
-template <class B>
-void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy, index_t n,
-                const float* bias, epilogue epi, bool accumulate) {
+/// One column block [j0, j0 + nc) of `cm_conv1x1`: the GEMM in a one-thread scope, then the
+/// bias (and ReLU) while the block is in cache.
+inline void conv1x1_block(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy,
+                          index_t j0, index_t nc, const float* bias, epilogue epi, bool accumulate) {
+  {
+    const single_thread_scope one;
+    cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
+              make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
+  }
+  for (index_t r = 0; r < m; ++r) {
+    float* yr = y + r * ldy + j0;
+    const float b = bias[r];
+    if (epi == epilogue::bias_relu)
+      for (index_t j = 0; j < nc; ++j) yr[j] = std::max(yr[j] + b, 0.0f);
+    else
+      for (index_t j = 0; j < nc; ++j) yr[j] += b;
+  }
+}
+
+inline void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy,
+                       index_t n, const float* bias, epilogue epi, bool accumulate) {
   const index_t width = column_block(n), blocks = (n + width - 1) / width;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (blocks > 1)
 #endif
   for (index_t blk = 0; blk < blocks; ++blk) {
-    const index_t j0 = blk * width, nc = std::min(width, n - j0);
-    {
-      const single_thread_scope one;
-      cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
-                make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
-    }
-    for (index_t r = 0; r < m; ++r) {
-      float* yr = y + r * ldy + j0;
-      const float b = bias[r];
-      if (epi == epilogue::bias_relu)
-        for (index_t j = 0; j < nc; ++j) yr[j] = std::max(yr[j] + b, 0.0f);
-      else
-        for (index_t j = 0; j < nc; ++j) yr[j] += b;
-    }
+    const index_t j0 = blk * width;
+    conv1x1_block(w, m, k, x, ldx, y, ldy, j0, std::min(width, n - j0), bias, epi, accumulate);
   }
 }
 
@@ -118,21 +124,8 @@ inline void cm_ffn(const float* w1, const float* b1, const float* w2, const floa
 #endif
   for (index_t blk = 0; blk < blocks; ++blk) {
     const index_t j0 = blk * width, nc = std::min(width, n - j0);
-    const single_thread_scope one;
-    cpu::gemm(make_view<const float>(w1, {hid, c}), make_view<const float>(x + j0, {c, nc}, {n, 1}),
-              make_view<float>(h + j0, {hid, nc}, {n, 1}));
-    for (index_t r = 0; r < hid; ++r) {
-      float* hr = h + r * n + j0;
-      const float b = b1[r];
-      for (index_t j = 0; j < nc; ++j) hr[j] = std::max(hr[j] + b, 0.0f);
-    }
-    cpu::gemm(make_view<const float>(w2, {c, hid}), make_view<const float>(h + j0, {hid, nc}, {n, 1}),
-              make_view<float>(x + j0, {c, nc}, {n, 1}), 1.0f, 1.0f);
-    for (index_t r = 0; r < c; ++r) {
-      float* xr = x + r * n + j0;
-      const float b = b2[r];
-      for (index_t j = 0; j < nc; ++j) xr[j] += b;
-    }
+    conv1x1_block(w1, hid, c, x, n, h, n, j0, nc, b1, epilogue::bias_relu, false);
+    conv1x1_block(w2, c, hid, h, n, x, n, j0, nc, b2, epilogue::bias, true);
   }
 }
 
