@@ -1,7 +1,24 @@
 # SPDX-License-Identifier: MIT
 # Compiles every public header of include/membound on its own with -fsyntax-only.
-# Invoked by the header_check test: cmake -DCXX=... -DROOT=... -DINCLUDES=... -DDEFS=... -P CheckHeaders.cmake
-file(GLOB_RECURSE headers RELATIVE "${ROOT}/include" "${ROOT}/include/membound/*.hpp")
+# Invoked by the header_check_<i> tests:
+#   cmake -DCXX=... -DROOT=... -DINCLUDES=... -DDEFS=... [-DSHARD=i -DSHARDS=n] -P CheckHeaders.cmake
+# With SHARDS = n, this run checks the headers whose index (in sorted order) is SHARD modulo n, so
+# that CTest can run the shards in parallel (the whole check is about 95 compiler runs).
+file(GLOB_RECURSE all_headers RELATIVE "${ROOT}/include" "${ROOT}/include/membound/*.hpp")
+list(SORT all_headers)
+if(NOT DEFINED SHARDS)
+  set(SHARDS 1)
+  set(SHARD 0)
+endif()
+set(headers "")
+set(index 0)
+foreach(h IN LISTS all_headers)
+  math(EXPR r "${index} % ${SHARDS}")
+  if(r EQUAL SHARD)
+    list(APPEND headers "${h}")
+  endif()
+  math(EXPR index "${index} + 1")
+endforeach()
 string(REPLACE "|" ";" INCLUDES "${INCLUDES}")
 string(REPLACE "|" ";" DEFS "${DEFS}")
 set(flags -std=c++20 -fsyntax-only -Wall -Wextra -Wpedantic -Werror -Wno-psabi -x c++)

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief The `estimator` concept: the marcher's policy for skipping empty space.
+///
+/// An estimator is asked, for a ray and a window [t0, t1) of it, for the sub-intervals where it
+/// cannot rule out density. The marcher evaluates the field only at the steps whose midpoints fall
+/// inside them. Every estimator therefore samples a subset of the `dense` estimator's samples (the
+/// same step lattice), which is what makes recall against `dense` well defined.
+///
+/// To plug in your own estimator, give it:
+/// @code
+///   static constexpr std::string_view name;
+///   struct workspace { ... };                      // per-thread scratch (may be empty)
+///   workspace make_workspace() const;
+///   // Append to `out`, in increasing order and disjoint, the parts of [t0, t1) that may hold
+///   // density. Must be deterministic (same answer on every thread) and may use `ws` freely.
+///   void occupied(const ray& r, float t0, float t1, workspace& ws, std::vector<span_t>& out) const;
+///   std::size_t memory_bytes() const;              // bytes held while marching (see below)
+/// @endcode
+///
+/// Memory (the figure every estimator reports): the bytes an estimator holds while marching. A
+/// grid's bitfield counts one bit per cell; a network counts its parameters as f32. Update-time
+/// state (a grid's float occupancy values) is reported separately by the estimator itself.
+
+#include <concepts>
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+#include "membound/occupancy/geometry.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace occupancy {
+
+/// A half-open interval [t0, t1) along a ray.
+struct span_t {
+  float t0 = 0, t1 = 0;
+};
+
+/// What the marcher asks of a skipping policy (see the file comment).
+template <class E>
+concept estimator = requires(const E& e, const ray& r, float t, typename E::workspace& ws, std::vector<span_t>& out) {
+  { E::name } -> std::convertible_to<std::string_view>;
+  { e.make_workspace() } -> std::same_as<typename E::workspace>;
+  e.occupied(r, t, t, ws, out);
+  { e.memory_bytes() } -> std::convertible_to<std::size_t>;
+};
+
+} // namespace occupancy
+} // namespace v0_1
+} // namespace membound
