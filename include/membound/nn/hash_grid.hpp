@@ -29,6 +29,8 @@
 #include <random>
 #include <string_view>
 
+#include "membound/backend/cpu/simd.hpp"
+#include "membound/backend/tags.hpp"
 #include "membound/config.hpp"
 #include "membound/core/array.hpp"
 #include "membound/core/error.hpp"
@@ -161,15 +163,29 @@ public:
   view<const float> table() const noexcept { return table_.view(); }
 
   /// y = encode(x).
+  /// @tparam B backend::scalar (one point at a time: the twin) or a SIMD backend (the default):
+  ///   W = lanes points at a time, vertex indices computed in vector registers and table entries
+  ///   fetched with gathers. Both do the same float operations in the same order (weights as
+  ///   products over dimensions in order, corners in order, separate multiply and add), so their
+  ///   outputs are identical bit for bit.
   /// @param[in] x (N,D) points (clamped to [0,1]), any strides.
   /// @param[out] y (N,L*F), any strides; every element is written.
   /// @pre y does not overlap x or the table.
   /// @throws shape_error on mismatched ranks or extents.
-  /// Complexity: O(N L 2^D F); no allocation.
+  /// Complexity: O(N L 2^D F) table reads; no allocation.
+  template <class B = backend::best_cpu>
   void forward(view<const float> x, view<float> y) const {
     check_points(x, "forward");
     check_nl(y, x.extent(0), "forward", "y");
-    dispatch([&](auto dc, auto fc) { forward_impl<decltype(dc)::value, decltype(fc)::value>(x, y); });
+    dispatch([&](auto dc, auto fc) { forward_impl<decltype(dc)::value, decltype(fc)::value, B>(x, y); });
+  }
+
+  /// The encoding of one tile of lanes<A> points held in registers: x[D] coordinates (clamped
+  /// to [0,1] here, NaN -> 0), y[L*F] outputs, column l*F + f in y[l*F + f]. Bit-identical to
+  /// `forward` (for fused kernels that keep features in registers, e.g. occupancy's classifier).
+  template <class A>
+  void forward_tile(const xsimd::batch<float, A>* x, xsimd::batch<float, A>* y) const {
+    dispatch([&](auto dc, auto fc) { forward_tile_impl<decltype(dc)::value, decltype(fc)::value, A>(x, y); });
   }
 
   /// Adds (d encode / d table)^T dy to dtable: parameter gradients accumulate; zero dtable first
@@ -311,7 +327,82 @@ private:
     }
   }
 
-  template <int D, int F>
+  // One level for one tile of W points held in registers: x[D] coordinates (as given, clamped
+  // here), acc[F] outputs. The same operations as forward_level, lane-wise.
+  template <int D, int F, bool Dense, class A>
+  MEMBOUND_ALWAYS_INLINE void tile_level(int l, const xsimd::batch<float, A>* x, xsimd::batch<float, A>* acc) const {
+    using fb = xsimd::batch<float, A>;
+    using ub = xsimd::batch<std::uint32_t, A>;
+    using ib = xsimd::batch<std::int32_t, A>;
+    const detail::grid_level& lv = levels_[l];
+    const float* tab = table_.data() + static_cast<index_t>(l) * table_size() * F;
+    const fb zero(0.0f), one(1.0f), scale(lv.scale);
+    const ub res_m1(lv.res - 1);
+    ub c[D];
+    fb t[D], omt[D];
+    for (int i = 0; i < D; ++i) {
+      fb v = xsimd::select(x[i] > zero, x[i], zero); // NaN -> 0
+      v = xsimd::select(v < one, v, one);
+      const fb p = v * scale;
+      // p is in [0, res]: the float -> int32 conversion truncates like the scalar cast.
+      const ub ci = xsimd::min(xsimd::bitwise_cast<ub>(xsimd::batch_cast<std::int32_t>(p)), res_m1);
+      c[i] = ci;
+      t[i] = p - xsimd::batch_cast<float>(xsimd::bitwise_cast<ib>(ci));
+      omt[i] = one - t[i];
+    }
+    for (int f = 0; f < F; ++f) acc[f] = zero;
+    for (int corner = 0; corner < (1 << D); ++corner) {
+      fb w = one;
+      for (int i = 0; i < D; ++i) w = w * (((corner >> i) & 1) ? t[i] : omt[i]);
+      const ub v0 = c[0] + ub(static_cast<std::uint32_t>(corner) & 1u);
+      const ub v1 = c[1] + ub((static_cast<std::uint32_t>(corner) >> 1) & 1u);
+      ub idx;
+      if constexpr (Dense) {
+        idx = v0 + v1 * ub(lv.stride1);
+        if constexpr (D == 3) idx = idx + (c[2] + ub((static_cast<std::uint32_t>(corner) >> 2) & 1u)) * ub(lv.stride2);
+      } else {
+        idx = v0 ^ (v1 * ub(prime1));
+        if constexpr (D == 3) idx = idx ^ ((c[2] + ub((static_cast<std::uint32_t>(corner) >> 2) & 1u)) * ub(prime2));
+        idx = idx & ub(static_cast<std::uint32_t>(table_size() - 1));
+      }
+      const ib row = xsimd::bitwise_cast<ib>(idx) * ib(F);
+      for (int f = 0; f < F; ++f) acc[f] = acc[f] + w * cpu::detail::gather<A>(tab + f, row);
+    }
+  }
+
+  template <int D, int F, class A>
+  void forward_tile_impl(const xsimd::batch<float, A>* x, xsimd::batch<float, A>* y) const {
+    for (int l = 0; l < cfg_.levels; ++l) {
+      if (levels_[l].dense) tile_level<D, F, true, A>(l, x, y + l * F);
+      else tile_level<D, F, false, A>(l, x, y + l * F);
+    }
+  }
+
+  // W points at a time through tile_level; coordinates and outputs go through small stack tiles
+  // (any strides). Returns the first point not done (the scalar path finishes the tail).
+  template <int D, int F, bool Dense, class A>
+  index_t forward_level_simd(int l, const view<const float>& x, const view<float>& y, index_t n0, index_t n1) const {
+    using fb = xsimd::batch<float, A>;
+    constexpr index_t W = static_cast<index_t>(fb::size);
+    const index_t xs0 = x.stride(0), xs1 = x.stride(1), ys0 = y.stride(0), ys1 = y.stride(1);
+    float* yl = y.data() + static_cast<index_t>(l) * F * ys1;
+    alignas(64) float xt[D][W];
+    alignas(64) float out[F][W];
+    index_t n = n0;
+    for (; n + W <= n1; n += W) {
+      for (index_t k = 0; k < W; ++k)
+        for (int i = 0; i < D; ++i) xt[i][k] = x.data()[(n + k) * xs0 + i * xs1];
+      fb xv[D], acc[F];
+      for (int i = 0; i < D; ++i) xv[i] = fb::load_aligned(xt[i]);
+      tile_level<D, F, Dense, A>(l, xv, acc);
+      for (int f = 0; f < F; ++f) acc[f].store_aligned(out[f]);
+      for (index_t k = 0; k < W; ++k)
+        for (int f = 0; f < F; ++f) yl[(n + k) * ys0 + f * ys1] = out[f][k];
+    }
+    return n;
+  }
+
+  template <int D, int F, class B>
   void forward_impl(const view<const float>& x, const view<float>& y) const {
     const index_t n = x.extent(0);
     const index_t nblocks = (n + block - 1) / block;
@@ -321,8 +412,13 @@ private:
     for (index_t b = 0; b < nblocks; ++b) {
       const index_t n0 = b * block, n1 = std::min(n, n0 + block);
       for (int l = 0; l < cfg_.levels; ++l) {
-        if (levels_[l].dense) forward_level<D, F, true>(l, x, y, n0, n1);
-        else forward_level<D, F, false>(l, x, y, n0, n1);
+        index_t done = n0;
+        if constexpr (!std::is_same_v<B, backend::scalar>) {
+          if (levels_[l].dense) done = forward_level_simd<D, F, true, typename B::arch>(l, x, y, n0, n1);
+          else done = forward_level_simd<D, F, false, typename B::arch>(l, x, y, n0, n1);
+        }
+        if (levels_[l].dense) forward_level<D, F, true>(l, x, y, done, n1);
+        else forward_level<D, F, false>(l, x, y, done, n1);
       }
     }
   }

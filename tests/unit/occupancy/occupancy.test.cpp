@@ -475,3 +475,60 @@ TEST_CASE("march rejects bad rays and settings with typed errors") {
   const array<float> two = rows({{0, 0, 0}, {0, 0, 0}});
   CHECK_THROWS_AS(march(f, dense{}, o.cview(), two.cview(), s), shape_error);
 }
+
+TEST_CASE("learned occupancy: accuracy on an analytic field, fused = GEMM path, opacity against dense") {
+  const aabb box{{0, 0, 0}, {1, 1, 1}};
+  const analytic_field f(box,
+                         {primitive::make_sphere({0.5f, 0.55f, 0.5f}, 0.22f, 30.0f, {1, 0, 0}),
+                          primitive::make_box({0, 0, 0}, {1, 1, 0.08f}, 30.0f, {0, 1, 0})},
+                         0.01f);
+  march_settings s;
+  s.step = 1.0f / 128;
+  learned_occupancy_config c;
+  c.region = box;
+  c.grid = {3, 6, 2, 12, 8, nn::hash_grid_growth(8, 128, 6)};
+  c.hidden = {32};
+  c.step_size = s.step;
+  c.fine_length = 4 * s.step;
+  c.factors = {4, 4};
+  c.steps = 250;
+  c.batch = 1024;
+  c.threshold = c.coarse_threshold = 0.3f;
+  learned_occupancy l(c);
+  CHECK(l.heads() == 3);
+  CHECK(l.fused());
+  CHECK(l.parameter_count() == 6 * 4096 * 2 + (12 * 32 + 32) + (32 * 3 + 3));
+  const learned_occupancy_report rep = l.train(f);
+  CAPTURE(rep.fine_accuracy);
+  CHECK(rep.fine_accuracy >= 0.95);
+  REQUIRE(rep.recall.size() == 3);
+  for (double r : rep.recall) CHECK(r >= 0.95);
+  // The fused SIMD classifier and the GEMM path agree.
+  array<float> o, d;
+  random_rays(box, 300, 21, o, d);
+  auto ws = l.make_workspace();
+  array<float> pf({o.extent(0), 3}), pg({o.extent(0), 3});
+  l.classify(o.cview(), pf.view(), ws);
+  l.classify<backend::scalar>(o.cview(), pg.view(), ws);
+  for (index_t i = 0; i < pf.size(); ++i) CHECK(pf[i] == doctest::Approx(pg[i]).epsilon(1e-5).scale(1));
+  // Rendering: the learned estimator's opacity stays close to dense with far fewer samples.
+  sample_trace td, tl;
+  const render_result rd = march(f, dense{}, o.cview(), d.cview(), s, &td);
+  const render_result rl = march(f, l, o.cview(), d.cview(), s, &tl);
+  double err = 0;
+  for (index_t i = 0; i < rd.rays(); ++i) err += std::abs(rl.opacity[i] - rd.opacity[i]);
+  CAPTURE(err / static_cast<double>(rd.rays()));
+  CHECK(err / static_cast<double>(rd.rays()) < 0.02);
+  CHECK(weight_recall(td, tl) >= 0.9);
+  CHECK(rl.samples_per_ray() < 0.5 * rd.samples_per_ray());
+  // Bad settings.
+  learned_occupancy_config bad = c;
+  bad.factors = {1};
+  CHECK_THROWS_AS(learned_occupancy{bad}, config_error);
+  bad = c;
+  bad.threshold = 1.0f;
+  CHECK_THROWS_AS(learned_occupancy{bad}, config_error);
+  bad = c;
+  bad.region = {{0, 0, 0}, {0, 1, 1}};
+  CHECK_THROWS_AS(learned_occupancy{bad}, config_error);
+}

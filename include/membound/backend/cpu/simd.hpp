@@ -2,7 +2,7 @@
 #pragma once
 /// @file
 /// @brief xsimd glue shared by the CPU kernels: unaligned and partial (tail) loads and stores,
-/// non-temporal stores, horizontal reductions, bf16/f16 widening and narrowing of one batch, and
+/// non-temporal stores, gathers, horizontal reductions, bf16/f16 widening and narrowing of one batch, and
 /// a fast vector `exp`. Everything is O(1) per batch and templated on an xsimd architecture `A`.
 ///
 /// Fast exp accuracy: Cody-Waite reduction x = n ln2 + r (two-constant ln2), the Cephes degree-7
@@ -217,6 +217,25 @@ MEMBOUND_ALWAYS_INLINE void transform2(const float* x, const float* w, float* y,
     for (; i + L <= n; i += L) storeu<A>(y + i, f(loadu<A>(x + i), loadu<A>(w + i)));
   }
   if (i < n) store_partial<A>(y + i, n - i, f(load_partial<A>(x + i, n - i, 0.f), load_partial<A>(w + i, n - i, 0.f)));
+}
+
+// ---- gathers ----------------------------------------------------------------------------------
+
+/// base[idx[k]] for every lane k (idx >= 0, in bounds). AVX-512 and AVX2 use vgatherdps (xsimd
+/// 8.1's batch::gather does not reach it here); other architectures load lane by lane.
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> gather(const float* base, const ibatch<A>& idx) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) return _mm512_i32gather_ps(idx, base, 4);
+#endif
+#if defined(__AVX2__)
+  if constexpr (is_avx2<A>) return _mm256_i32gather_ps(base, idx, 4);
+#endif
+  alignas(64) std::int32_t i[lanes<A>];
+  alignas(64) float v[lanes<A>];
+  idx.store_aligned(i);
+  for (std::size_t k = 0; k < lanes<A>; ++k) v[k] = base[i[k]];
+  return fbatch<A>::load_aligned(v);
 }
 
 // ---- horizontal reductions -------------------------------------------------------------------
