@@ -136,7 +136,7 @@ int main(int argc, char** argv) try {
   fs::path out_dir = ".";
   std::vector<double> only_scale;
   long long steps_arg = -1, updates_arg = -1;
-  float thr = 0.5f, cthr = 0.5f, posw = 4.0f, tempty = 0.9f;
+  float thr = 0.3f, cthr = 0.3f, posw = 4.0f, tempty = 0.9f;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* {

@@ -436,13 +436,23 @@ public:
     return rep;
   }
 
-  /// The MLP alone on encoded inputs enc (N,E) -> logits (N,H) through the GEMM path.
-  /// @throws shape_error.
+  /// The MLP alone on encoded inputs enc (N,E) (any strides; feature-major, stride (1,N), loads
+  /// fastest) -> logits (N,H) (contiguous rows): the GEMM path for backend::scalar, the fused
+  /// kernel's MLP for a SIMD backend when `fused()` (what the benchmark's MLP FLOP/s measures:
+  /// 2 x mlp_macs() per point). @throws shape_error.
+  template <class B = backend::best_cpu>
   void mlp_forward(view<const float> enc, view<float> logits_out, workspace& ws) const {
     MEMBOUND_EXPECTS(enc.rank() == 2 && enc.extent(1) == enc_dims() && logits_out.rank() == 2 &&
-                         logits_out.extent(0) == enc.extent(0) && logits_out.extent(1) == heads(),
-                     shape_error, "learned_occupancy::mlp_forward: enc must be (N,", enc_dims(), ") and logits (N,",
-                     heads(), ")");
+                         logits_out.extent(0) == enc.extent(0) && logits_out.extent(1) == heads() &&
+                         logits_out.stride(1) == 1 && logits_out.stride(0) == heads(),
+                     shape_error, "learned_occupancy::mlp_forward: enc must be (N,", enc_dims(),
+                     ") and logits a contiguous (N,", heads(), ")");
+    if constexpr (!std::is_same_v<B, backend::scalar>) {
+      if (fused_) {
+        fused_mlp<typename B::arch>(enc, logits_out.data(), enc.extent(0));
+        return;
+      }
+    }
     reserve(ws, enc.extent(0));
     run_mlp(enc, logits_out, ws, enc.extent(0));
   }
@@ -500,46 +510,95 @@ private:
       for (index_t k = 0; k < out.extent(1); ++k) out.data()[i * out.stride(0) + k] = x.data()[i * x.stride(0) + k];
   }
 
-  // The fused kernel: W points per tile, features and activations in registers / on the stack.
+  // The MLP on T tiles held in batches (tile t's input i at buf0[i * T + t]) -> returns the batch
+  // array holding the H logits the same way (buf0 or buf1). Each weight is broadcast once for the
+  // T tiles: T independent accumulation chains per output.
+  template <class A, int T>
+  xsimd::batch<float, A>* mlp_tile(xsimd::batch<float, A>* buf0, xsimd::batch<float, A>* buf1) const {
+    using fb = xsimd::batch<float, A>;
+    fb* in = buf0;
+    fb* outb = buf1;
+    for (std::size_t l = 0; l < net_.layers.size(); ++l) {
+      const nn::linear& layer = net_.layers[l];
+      const index_t ci = layer.in_features(), co = layer.out_features();
+      const float* wt = layer.weight.data();
+      const float* bias = layer.bias.data();
+      const bool relu = layer.act == nn::activation::relu;
+      for (index_t j = 0; j < co; ++j) {
+        const float* wr = wt + j * layer.weight.stride(0);
+        fb acc[T];
+        for (int t = 0; t < T; ++t) acc[t] = fb(bias ? bias[j] : 0.0f);
+        for (index_t i = 0; i < ci; ++i) {
+          const fb w(wr[i]);
+          for (int t = 0; t < T; ++t) acc[t] = cpu::detail::fma<A>(w, in[i * T + t], acc[t]);
+        }
+        for (int t = 0; t < T; ++t) outb[j * T + t] = relu ? xsimd::max(acc[t], fb(0.0f)) : acc[t];
+      }
+      std::swap(in, outb);
+    }
+    return in;
+  }
+
+  // Stores the logits of T tiles (tile t's head h at lg[h * T + t]) into rows [n0, n0 + k1) of out.
+  template <class A, int T>
+  void store_logits(const xsimd::batch<float, A>* lg, float* out, index_t n0, index_t k1) const {
+    constexpr index_t W = static_cast<index_t>(xsimd::batch<float, A>::size);
+    const index_t H = heads();
+    alignas(64) float ot[8][T * W];
+    for (index_t h = 0; h < H; ++h)
+      for (int t = 0; t < T; ++t) lg[h * T + t].store_aligned(ot[h] + t * W);
+    for (index_t k = 0; k < k1; ++k)
+      for (index_t h = 0; h < H; ++h) out[H * (n0 + k) + h] = ot[h][k];
+  }
+
+  static constexpr int tiles = 4; // tiles of SIMD lanes per fused MLP pass
+
+  // The fused kernel: `tiles` x W points per pass, encoded in registers (hash grid), then the MLP.
   template <class A>
   void fused_logits(workspace& ws, index_t m) const {
     using fb = xsimd::batch<float, A>;
-    constexpr index_t W = static_cast<index_t>(fb::size);
-    const index_t H = heads();
+    constexpr index_t W = static_cast<index_t>(fb::size), P = tiles * W;
     alignas(64) float xt[3][W];
-    alignas(64) float ot[8][W];
-    fb buf0[max_fused_width], buf1[max_fused_width];
-    for (index_t n0 = 0; n0 < m; n0 += W) {
-      const index_t k1 = std::min(W, m - n0);
-      for (index_t k = 0; k < W; ++k)
-        for (int i = 0; i < 3; ++i) xt[i][k] = k < k1 ? ws.xn.data()[3 * (n0 + k) + i] : 0.0f;
-      fb xv[3] = {fb::load_aligned(xt[0]), fb::load_aligned(xt[1]), fb::load_aligned(xt[2])};
-      grid_->forward_tile<A>(xv, buf0);
-      fb* in = buf0;
-      fb* outb = buf1;
-      for (std::size_t l = 0; l < net_.layers.size(); ++l) {
-        const nn::linear& layer = net_.layers[l];
-        const index_t ci = layer.in_features(), co = layer.out_features();
-        const float* wt = layer.weight.data();
-        const float* bias = layer.bias.data();
-        const bool relu = layer.act == nn::activation::relu;
-        for (index_t j = 0; j < co; ++j) {
-          const float* wr = wt + j * layer.weight.stride(0);
-          fb acc0 = fb(bias ? bias[j] : 0.0f), acc1 = fb(0.0f);
-          index_t i = 0;
-          for (; i + 1 < ci; i += 2) {
-            acc0 = cpu::detail::fma<A>(fb(wr[i]), in[i], acc0);
-            acc1 = cpu::detail::fma<A>(fb(wr[i + 1]), in[i + 1], acc1);
-          }
-          if (i < ci) acc0 = cpu::detail::fma<A>(fb(wr[i]), in[i], acc0);
-          acc0 = acc0 + acc1;
-          outb[j] = relu ? xsimd::max(acc0, fb(0.0f)) : acc0;
+    fb buf0[max_fused_width * tiles], buf1[max_fused_width * tiles], feat[max_fused_width];
+    const index_t E = enc_dims();
+    for (index_t n0 = 0; n0 < m; n0 += P) {
+      const index_t k1 = std::min(P, m - n0);
+      for (int t = 0; t < tiles; ++t) {
+        for (index_t k = 0; k < W; ++k) {
+          const index_t q = std::min(n0 + t * W + k, m - 1);
+          for (int i = 0; i < 3; ++i) xt[i][k] = ws.xn.data()[3 * q + i];
         }
-        std::swap(in, outb);
+        fb xv[3] = {fb::load_aligned(xt[0]), fb::load_aligned(xt[1]), fb::load_aligned(xt[2])};
+        grid_->forward_tile<A>(xv, feat);
+        for (index_t i = 0; i < E; ++i) buf0[i * tiles + t] = feat[i];
       }
-      for (index_t h = 0; h < H; ++h) in[h].store_aligned(ot[h]);
-      for (index_t k = 0; k < k1; ++k)
-        for (index_t h = 0; h < H; ++h) ws.p.data()[H * (n0 + k) + h] = ot[h][k];
+      store_logits<A, tiles>(mlp_tile<A, tiles>(buf0, buf1), ws.p.data(), n0, k1);
+    }
+  }
+
+  // The MLP alone, fused, from encoded rows enc (N,E) (tiles transposed into batches).
+  template <class A>
+  void fused_mlp(const view<const float>& enc, float* out, index_t m) const {
+    using fb = xsimd::batch<float, A>;
+    constexpr index_t W = static_cast<index_t>(fb::size), P = tiles * W;
+    const index_t E = enc_dims();
+    alignas(64) float et[max_fused_width][W];
+    fb buf0[max_fused_width * tiles], buf1[max_fused_width * tiles];
+    for (index_t n0 = 0; n0 < m; n0 += P) {
+      const index_t k1 = std::min(P, m - n0);
+      if (enc.stride(0) == 1 && k1 == P) { // feature-major input: the batches load directly
+        for (index_t i = 0; i < E; ++i)
+          for (int t = 0; t < tiles; ++t) buf0[i * tiles + t] = fb::load_unaligned(enc.data() + i * enc.stride(1) + n0 + t * W);
+      } else {
+        for (int t = 0; t < tiles; ++t) {
+          for (index_t k = 0; k < W; ++k) {
+            const float* row = enc.data() + std::min(n0 + t * W + k, m - 1) * enc.stride(0);
+            for (index_t i = 0; i < E; ++i) et[i][k] = row[i * enc.stride(1)];
+          }
+          for (index_t i = 0; i < E; ++i) buf0[i * tiles + t] = fb::load_aligned(et[i]);
+        }
+      }
+      store_logits<A, tiles>(mlp_tile<A, tiles>(buf0, buf1), out, n0, k1);
     }
   }
 

@@ -13,7 +13,8 @@
 ///     currently occupied ones. For each selected cell, one point uniform in the cell is evaluated
 ///     and occ <- occ < 0 ? occ : max(decay * occ, sigma(x) * step_size), applied in draw order.
 ///     Then threshold = min(mean of the occ >= 0, occ_threshold) and bit = occ > threshold.
-///     Randomness comes from the seed and the step number only (results do not depend on threads).
+///     Randomness comes from the seed and the step number only; field queries run in parallel and
+///     the results do not depend on the thread count.
 ///   - The bitfield is the marching state: one bit per cell (`memory_bytes`). nerfacc keeps a
 ///     float and a bool per cell (`nerfacc_bytes`), 5 bytes instead of 1/8.
 ///
@@ -136,49 +137,93 @@ public:
 
   /// One update step (see the file comment). `step_size` converts density to optical thickness
   /// (nerfacc's occ_eval_fn = density * render_step_size). O(selected cells) field queries, made
-  /// in batches of 4096 points.
+  /// in batches of 4096 points, in parallel (OpenMP) over batches; the point of the q-th selected
+  /// cell is drawn from a counter-based generator keyed by (seed, step, q), so the result does not
+  /// depend on the thread count.
   /// @throws config_error for a negative step number or a non-positive step size.
   template <density_field F>
   void update(index_t step, const F& field, float step_size) {
     MEMBOUND_EXPECTS(step >= 0, config_error, "occupancy_grid::update: step ", step, ", expected >= 0");
     MEMBOUND_EXPECTS(std::isfinite(step_size) && step_size > 0, config_error, "occupancy_grid::update: step_size ",
                      step_size, ", expected > 0");
-    std::mt19937_64 gen(cfg_.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(step + 1)));
-    std::vector<std::uint64_t> sel; // cell indices (level-major), in draw order
-    for (int l = 0; l < cfg_.levels; ++l) {
-      const std::uint64_t base = cells_ * static_cast<std::uint64_t>(l);
-      if (step < cfg_.warmup_steps) {
-        for (std::uint64_t c = 0; c < cells_; ++c) sel.push_back(base + c);
-        continue;
-      }
-      const std::uint64_t quarter = std::max<std::uint64_t>(1, cells_ / 4);
-      std::uniform_int_distribution<std::uint64_t> any(0, cells_ - 1);
-      for (std::uint64_t n = 0; n < quarter; ++n) sel.push_back(base + any(gen));
-      std::vector<std::uint64_t> occupied;
-      for (std::uint64_t c = 0; c < cells_; ++c)
-        if (test(base + c)) occupied.push_back(base + c);
-      if (!occupied.empty()) {
-        std::uniform_int_distribution<std::size_t> pick(0, occupied.size() - 1);
-        for (std::uint64_t n = 0; n < quarter; ++n) sel.push_back(occupied[pick(gen)]);
+    const std::uint64_t key = mix(static_cast<std::uint64_t>(cfg_.seed) ^ mix(static_cast<std::uint64_t>(step) + 1));
+    const std::uint64_t total = cells_ * static_cast<std::uint64_t>(cfg_.levels);
+    const bool warm = step < cfg_.warmup_steps;
+    std::vector<std::uint64_t> sel; // post-warm-up draws (cell indices, level-major), in draw order
+    if (!warm) {
+      std::mt19937_64 gen(key);
+      for (int l = 0; l < cfg_.levels; ++l) {
+        const std::uint64_t base = cells_ * static_cast<std::uint64_t>(l);
+        const std::uint64_t quarter = std::max<std::uint64_t>(1, cells_ / 4);
+        std::uniform_int_distribution<std::uint64_t> any(0, cells_ - 1);
+        for (std::uint64_t q = 0; q < quarter; ++q) sel.push_back(base + any(gen));
+        std::vector<std::uint64_t> occupied;
+        for (std::uint64_t c = 0; c < cells_; ++c)
+          if (test(base + c)) occupied.push_back(base + c);
+        if (!occupied.empty()) {
+          std::uniform_int_distribution<std::size_t> pick(0, occupied.size() - 1);
+          for (std::uint64_t q = 0; q < quarter; ++q) sel.push_back(occupied[pick(gen)]);
+        }
       }
     }
-    std::uniform_real_distribution<float> u01(0.0f, 1.0f);
-    constexpr std::size_t batch = 4096;
-    array<float> x({static_cast<index_t>(batch), 3}); // (N,3)
-    array<float> sigma({static_cast<index_t>(batch)}); // (N)
-    for (std::size_t s0 = 0; s0 < sel.size(); s0 += batch) {
-      const std::size_t n = std::min(batch, sel.size() - s0);
-      for (std::size_t q = 0; q < n; ++q) {
-        const vec3 p = cell_point(sel[s0 + q], u01(gen), u01(gen), u01(gen));
-        x.data()[3 * q] = p.x, x.data()[3 * q + 1] = p.y, x.data()[3 * q + 2] = p.z;
+    const std::uint64_t count = warm ? total : sel.size();
+    auto cell_at = [&](std::uint64_t q) { return warm ? q : sel[static_cast<std::size_t>(q)]; };
+    constexpr std::uint64_t batch = 4096;
+    const std::int64_t batches = static_cast<std::int64_t>((count + batch - 1) / batch);
+    std::vector<float> value(warm ? 0 : static_cast<std::size_t>(count)); // post-warm-up: applied in draw order
+#if defined(_OPENMP)
+#pragma omp parallel
+#endif
+    {
+      array<float> x({static_cast<index_t>(batch), 3}); // (N,3)
+      array<float> sigma({static_cast<index_t>(batch)}); // (N)
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (std::int64_t b = 0; b < batches; ++b) {
+        const std::uint64_t q0 = static_cast<std::uint64_t>(b) * batch, n = std::min(batch, count - q0);
+        if (warm) { // cells q0.. in order: decode once, then step (i, j, k, l) without divisions
+          std::uint64_t c = q0;
+          const int l0 = static_cast<int>(c / cells_);
+          std::uint64_t rem = c % cells_;
+          int cl = l0, ci = static_cast<int>(rem % static_cast<std::uint64_t>(cfg_.rx));
+          rem /= static_cast<std::uint64_t>(cfg_.rx);
+          int cj = static_cast<int>(rem % static_cast<std::uint64_t>(cfg_.ry)), ck = static_cast<int>(rem / static_cast<std::uint64_t>(cfg_.ry));
+          for (std::uint64_t i = 0; i < n; ++i) {
+            const std::uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (q0 + i + 1));
+            const vec3 p = cell_point(cl, ci, cj, ck, unit(r), unit(r >> 21), unit(r >> 42));
+            x.data()[3 * i] = p.x, x.data()[3 * i + 1] = p.y, x.data()[3 * i + 2] = p.z;
+            if (++ci == cfg_.rx) {
+              ci = 0;
+              if (++cj == cfg_.ry) {
+                cj = 0;
+                if (++ck == cfg_.rz) ck = 0, ++cl;
+              }
+            }
+          }
+        } else {
+          for (std::uint64_t i = 0; i < n; ++i) {
+            const std::uint64_t q = q0 + i;
+            const std::uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (q + 1));
+            const vec3 p = cell_point(cell_at(q), unit(r), unit(r >> 21), unit(r >> 42));
+            x.data()[3 * i] = p.x, x.data()[3 * i + 1] = p.y, x.data()[3 * i + 2] = p.z;
+          }
+        }
+        field.density(x.cview().slice(0, 0, static_cast<index_t>(n)), sigma.view().slice(0, 0, static_cast<index_t>(n)));
+        for (std::uint64_t i = 0; i < n; ++i) {
+          const float v = sigma.data()[i] * step_size;
+          if (warm) {
+            float& o = occ_.data()[q0 + i];
+            if (o >= 0) o = std::max(cfg_.decay * o, v);
+          } else {
+            value[static_cast<std::size_t>(q0 + i)] = v;
+          }
+        }
       }
-      const auto xs = x.cview().slice(0, 0, static_cast<index_t>(n));
-      field.density(xs, sigma.view().slice(0, 0, static_cast<index_t>(n)));
-      for (std::size_t q = 0; q < n; ++q) {
-        float& o = occ_.data()[sel[s0 + q]];
-        if (o < 0) continue;
-        o = std::max(cfg_.decay * o, sigma.data()[q] * step_size);
-      }
+    }
+    for (std::uint64_t q = 0; q < (warm ? 0 : count); ++q) {
+      float& o = occ_.data()[sel[static_cast<std::size_t>(q)]];
+      if (o >= 0) o = std::max(cfg_.decay * o, value[static_cast<std::size_t>(q)]);
     }
     binarize();
   }
@@ -247,18 +292,50 @@ private:
   }
   bool test(std::uint64_t c) const noexcept { return (bits_[c >> 6] >> (c & 63)) & 1u; }
 
+  static std::uint64_t mix(std::uint64_t z) noexcept { // splitmix64's finaliser
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  static float unit(std::uint64_t r) noexcept { // 21 random bits -> [0, 1)
+    return static_cast<float>(r & 0x1fffffu) * 0x1p-21f;
+  }
+
+  // threshold = min(mean of occ >= 0, occ_threshold), bit = occ > threshold. The mean is summed in
+  // fixed blocks of 64 cells in order (the same double for any thread count).
   void binarize() {
+    const float* o = occ_.data();
+    const std::int64_t words = static_cast<std::int64_t>(bits_.size());
+    const std::uint64_t total = cells_ * static_cast<std::uint64_t>(cfg_.levels);
+    std::vector<double> part(static_cast<std::size_t>(words));
+    std::vector<std::uint64_t> cnt(static_cast<std::size_t>(words));
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (std::int64_t w = 0; w < words; ++w) {
+      double sum = 0;
+      std::uint64_t n = 0;
+      const std::uint64_t c1 = std::min(total, static_cast<std::uint64_t>(w + 1) * 64);
+      for (std::uint64_t c = static_cast<std::uint64_t>(w) * 64; c < c1; ++c)
+        if (o[c] >= 0) sum += o[c], ++n;
+      part[static_cast<std::size_t>(w)] = sum;
+      cnt[static_cast<std::size_t>(w)] = n;
+    }
     double sum = 0;
     std::uint64_t n = 0;
-    const float* o = occ_.data();
-    const std::uint64_t total = cells_ * static_cast<std::uint64_t>(cfg_.levels);
-    for (std::uint64_t c = 0; c < total; ++c)
-      if (o[c] >= 0) sum += o[c], ++n;
+    for (std::size_t w = 0; w < part.size(); ++w) sum += part[w], n += cnt[w];
     const float mean = n ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
     threshold_ = std::min(mean, cfg_.occ_threshold);
-    std::fill(bits_.begin(), bits_.end(), std::uint64_t{0});
-    for (std::uint64_t c = 0; c < total; ++c)
-      if (o[c] > threshold_) bits_[c >> 6] |= std::uint64_t{1} << (c & 63);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (std::int64_t w = 0; w < words; ++w) {
+      std::uint64_t bits = 0;
+      const std::uint64_t c0 = static_cast<std::uint64_t>(w) * 64, c1 = std::min(total, c0 + 64);
+      for (std::uint64_t c = c0; c < c1; ++c)
+        if (o[c] > threshold_) bits |= std::uint64_t{1} << (c - c0);
+      bits_[static_cast<std::size_t>(w)] = bits;
+    }
   }
 
   vec3 cell_point(std::uint64_t c, float u, float v, float w) const noexcept {
@@ -267,6 +344,9 @@ private:
     const int i = static_cast<int>(r % static_cast<std::uint64_t>(cfg_.rx));
     const int j = static_cast<int>((r / static_cast<std::uint64_t>(cfg_.rx)) % static_cast<std::uint64_t>(cfg_.ry));
     const int k = static_cast<int>(r / (static_cast<std::uint64_t>(cfg_.rx) * cfg_.ry));
+    return cell_point(l, i, j, k, u, v, w);
+  }
+  vec3 cell_point(int l, int i, int j, int k, float u, float v, float w) const noexcept {
     const aabb& b = boxes_[static_cast<std::size_t>(l)];
     const vec3 e = b.size();
     return {b.lo.x + (static_cast<float>(i) + u) * e.x / static_cast<float>(cfg_.rx),
