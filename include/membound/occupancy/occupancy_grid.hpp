@@ -385,24 +385,26 @@ private:
       const float x = edge == res(ax) ? box.hi[ax] : box.lo[ax] + static_cast<float>(edge) * h[ax];
       return (x - r.o[ax]) * r.inv_d[ax];
     };
+    float bs[3] = {boundary(0), boundary(1), boundary(2)};
+    std::uint64_t lin = index(l, c[0], c[1], c[2]);
+    const std::int64_t dl[3] = {step[0], step[1] * static_cast<std::int64_t>(cfg_.rx),
+                                step[2] * static_cast<std::int64_t>(cfg_.rx) * cfg_.ry};
     float t = a;
     for (;;) {
-      const float bx = boundary(0), by = boundary(1), bz = boundary(2);
-      const float tn = std::min(bx, std::min(by, bz));
+      const float tn = std::min(bs[0], std::min(bs[1], bs[2]));
       const float te = std::min(tn, b);
-      if (te > t) fn(l, c[0], c[1], c[2], test(index(l, c[0], c[1], c[2])), t, te);
+      if (te > t) fn(l, c[0], c[1], c[2], test(lin), t, te);
       if (tn >= b) return;
       t = std::max(t, tn);
-      // Advance every axis whose boundary is reached at tn (corners: several at once).
-      bool moved = false;
-      const float bs[3] = {bx, by, bz};
+      // Advance every axis whose boundary is reached at tn (corners: several at once); only
+      // those axes' boundaries are recomputed.
       for (int ax = 0; ax < 3; ++ax)
         if (bs[ax] <= tn) {
           c[ax] += step[ax];
-          moved = true;
           if (c[ax] < 0 || c[ax] >= res(ax)) return;
+          lin = static_cast<std::uint64_t>(static_cast<std::int64_t>(lin) + dl[ax]);
+          bs[ax] = boundary(ax);
         }
-      if (!moved) return;
     }
   }
 
