@@ -124,18 +124,8 @@ private:
   }
 
   void eval(const view<const float>& x, const view<float>& sigma, const view<float>& rgb, bool color) const {
-    const index_t n = detail::check_points(x, "city_field::density", "x");
-    detail::check_out(sigma, n, 0, "city_field::density", "sigma");
-    if (color) detail::check_out(rgb, n, 3, "city_field::density_color", "rgb");
-    for (index_t i = 0; i < n; ++i) {
-      const float* p = x.data() + i * x.stride(0);
-      vec3 c;
-      sigma.data()[i * sigma.stride(0)] = at({p[0], p[1], p[2]}, color ? &c : nullptr);
-      if (color) {
-        float* o = rgb.data() + i * rgb.stride(0);
-        o[0] = c.x, o[1] = c.y, o[2] = c.z;
-      }
-    }
+    detail::eval_pointwise(x, sigma, rgb, color, color ? "city_field::density_color" : "city_field::density",
+                           [&](vec3 p, vec3* c) { return at(p, c); });
   }
 
   void build() {

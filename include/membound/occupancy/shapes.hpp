@@ -108,6 +108,24 @@ void check_out(const view<T>& v, index_t n, index_t cols, const char* who, const
                      ": ", what, " is not a (", n, ",", cols, ") array with contiguous rows");
   }
 }
+/// The batch form of a point-wise field: checks the shapes, then sigma[i] = at(x_i, &rgb_i) (rgb
+/// only when `color`). `at(vec3, vec3*)` returns the density and writes the colour when asked.
+template <class At>
+void eval_pointwise(const view<const float>& x, const view<float>& sigma, const view<float>& rgb, bool color,
+                    const char* who, At&& at) {
+  const index_t n = check_points(x, who, "x");
+  check_out(sigma, n, 0, who, "sigma");
+  if (color) check_out(rgb, n, 3, who, "rgb");
+  for (index_t i = 0; i < n; ++i) {
+    const float* p = x.data() + i * x.stride(0);
+    vec3 c;
+    sigma.data()[i * sigma.stride(0)] = at(vec3{p[0], p[1], p[2]}, color ? &c : nullptr);
+    if (color) {
+      float* o = rgb.data() + i * rgb.stride(0);
+      o[0] = c.x, o[1] = c.y, o[2] = c.z;
+    }
+  }
+}
 } // namespace detail
 
 /// A field made of a list of primitives, evaluated by brute force (every primitive at every
@@ -149,19 +167,13 @@ public:
 
 private:
   void eval(const view<const float>& x, const view<float>& sigma, const view<float>& rgb, bool color) const {
-    const index_t n = detail::check_points(x, "analytic_field::density", "x");
-    detail::check_out(sigma, n, 0, "analytic_field::density", "sigma");
-    if (color) detail::check_out(rgb, n, 3, "analytic_field::density_color", "rgb");
-    for (index_t i = 0; i < n; ++i) {
-      const float* p = x.data() + i * x.stride(0);
-      const primitive* q = nullptr;
-      sigma.data()[i * sigma.stride(0)] = at({p[0], p[1], p[2]}, &q);
-      if (color) {
-        float* c = rgb.data() + i * rgb.stride(0);
-        const vec3 col = q ? q->rgb : vec3{};
-        c[0] = col.x, c[1] = col.y, c[2] = col.z;
-      }
-    }
+    detail::eval_pointwise(x, sigma, rgb, color, color ? "analytic_field::density_color" : "analytic_field::density",
+                           [&](vec3 p, vec3* c) {
+                             const primitive* q = nullptr;
+                             const float d = at(p, &q);
+                             if (c) *c = q ? q->rgb : vec3{};
+                             return d;
+                           });
   }
 
   aabb box_;
