@@ -36,9 +36,12 @@
 ///   - Training points: a fraction `near_fraction` drawn around earlier coarse-occupied points
 ///     (a pool of 2^16), the rest uniform in the region. Adam on the table and the MLP.
 ///   - Memory: the hash table and the MLP weights in f32 (`memory_bytes`).
-/// Determinism: training draws every random number from `seed` in one thread; field queries run
-/// in parallel on fixed chunks; the hash grid's backward is deterministic (nn/hash_grid.hpp);
-/// marching is per ray. Results are the same for any thread count.
+/// Determinism: training draws every random number from `seed` in one thread, field queries run
+/// in parallel on fixed chunks and the hash grid's backward is deterministic (nn/hash_grid.hpp),
+/// so a run repeats exactly for a fixed thread count; the MLP's GEMMs (backend/cpu/gemm.hpp) may
+/// split K differently for another thread count, so trained weights can differ in the last bits
+/// between thread counts. Marching a trained classifier gives the same result for any thread
+/// count (each ray is classified by one thread).
 
 #include <algorithm>
 #include <chrono>
