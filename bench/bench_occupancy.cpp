@@ -2,8 +2,8 @@
 // bench_occupancy: empty-space skipping (occupancy/) with its baselines in the same binary:
 //   - march_<scale>x_<estimator>: rays/s and samples/ray of dense, the 128^3 grid and the learned
 //     occupancy on the procedural city at 1x, 4x and 16x area (aerial + street cameras, 64 x 40
-//     rays each, step 0.1 m); `x_dense` is rays/s over dense's rays/s on the same scale, measured
-//     earlier in the same run;
+//     rays each, step 0.1 m); the ratio table at the end divides each by dense's rays/s on the
+//     same scale;
 //   - classifier_mlp/<hidden>: the learned occupancy's MLP alone (fused SIMD kernel, batches of
 //     4096 encoded points stored feature-major), FLOP/s = 2 x MACs per point, beside probe_fma (the FMA peak);
 //   - hash_grid_encode/L16_T19: the encoding (16 levels x 2^19 x 2 features: 64 MiB of table,
@@ -87,29 +87,21 @@ scene& city_scene(double scale) {
   return cache.emplace(scale, std::move(s)).first->second;
 }
 
-std::map<double, double> dense_rays_per_s;
-
 template <class E>
-void march_bench(bm::State& st, double scale, const E& (*pick)(scene&), const char* which) {
+void march_bench(bm::State& st, double scale, const E& (*pick)(scene&)) {
   scene& s = city_scene(scale);
   const E& est = pick(s);
   march_settings ms;
   ms.step = step;
   ms.window = 8192;
   render_result r = march(*s.city, est, s.o.cview(), s.d.cview(), ms); // warm-up
-  double secs = 0;
   for (auto _ : st) {
     r = march(*s.city, est, s.o.cview(), s.d.cview(), ms);
-    secs += r.seconds;
     bm::ClobberMemory();
   }
-  const double rays = static_cast<double>(s.o.extent(0));
-  bench::items(st, "rays/s", rays);
+  bench::items(st, "rays/s", static_cast<double>(s.o.extent(0)));
   st.counters["samples/ray"] = r.samples_per_ray();
   st.counters["KiB"] = static_cast<double>(est.memory_bytes()) / 1024.0;
-  const double rate = rays * static_cast<double>(st.iterations()) / secs;
-  if (std::string(which) == "dense") dense_rays_per_s[scale] = rate;
-  else if (dense_rays_per_s.count(scale)) st.counters["x_dense"] = rate / dense_rays_per_s[scale];
 }
 
 const dense& pick_dense(scene&) {
@@ -223,9 +215,9 @@ int main(int argc, char** argv) {
   for (int res : {64, 128}) reg("grid_update/" + std::to_string(res), [res](bm::State& st) { grid_update(st, res); });
   for (double scale : {1.0, 4.0, 16.0}) {
     const std::string p = "march_" + std::to_string(static_cast<int>(scale)) + "x_";
-    reg(p + "dense", [scale](bm::State& st) { march_bench<dense>(st, scale, pick_dense, "dense"); })->Iterations(2);
-    reg(p + "grid128", [scale](bm::State& st) { march_bench<occupancy_grid>(st, scale, pick_grid, "grid"); });
-    reg(p + "learned", [scale](bm::State& st) { march_bench<learned_occupancy>(st, scale, pick_learned, "learned"); });
+    reg(p + "dense", [scale](bm::State& st) { march_bench<dense>(st, scale, pick_dense); })->Iterations(2);
+    reg(p + "grid128", [scale](bm::State& st) { march_bench<occupancy_grid>(st, scale, pick_grid); });
+    reg(p + "learned", [scale](bm::State& st) { march_bench<learned_occupancy>(st, scale, pick_learned); });
   }
   bm::Initialize(&argc, argv);
   if (bm::ReportUnrecognizedArguments(argc, argv)) return 1;

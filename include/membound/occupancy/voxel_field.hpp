@@ -137,8 +137,9 @@ private:
                      format_error, "voxel file: aabb \"", get("aabb"), "\" is empty, inverted or not finite");
     auto check_shape = [&](const char* t, int rank) {
       const auto& sh = f.info(t).shape;
-      bool ok = static_cast<int>(sh.size()) == rank && sh[0] == r[0] && sh[1] == r[1] && sh[2] == r[2] &&
-                (rank == 3 || sh[3] == 3);
+      const bool ok = static_cast<int>(sh.size()) == rank && sh[0] == r[0] && sh[1] == r[1] && sh[2] == r[2] &&
+                      (rank == 3 || sh[3] == 3);
+      if (ok) return;
       std::ostringstream got;
       for (std::size_t i = 0; i < sh.size(); ++i) got << (i ? "," : "") << sh[i];
       MEMBOUND_EXPECTS(ok, format_error, "voxel file: tensor \"", t, "\" has shape (", got.str(),
@@ -155,10 +156,7 @@ private:
       for (float c : rgb.span())
         MEMBOUND_EXPECTS(c >= 0 && c <= 1, format_error, "voxel file: an rgb value is ", c, ", expected in [0,1]");
     }
-    for (index_t i = 0; i < density.size(); ++i)
-      MEMBOUND_EXPECTS(std::isfinite(density[i]) && density[i] >= 0, format_error, "voxel file: density of voxel ", i,
-                       " is ", density[i], ", expected finite and >= 0");
-    return voxel_field(box, std::move(density), std::move(rgb));
+    return voxel_field(box, std::move(density), std::move(rgb)); // checks every density (format_error)
   }
 
   io::safetensors_writer writer() const {
