@@ -2,7 +2,7 @@
 #pragma once
 /// @file
 /// @brief Umbrella header: every CPU-side part of membound (core, backend kernels and GEMM entry,
-/// io, ref oracles, the nn/ layer floor, kv/, memory/, occupancy/, pim/, vision/ without its stb-based image preprocessing). CUDA code lives only in `.cuh` headers and is never included from here.
+/// io, ref oracles, the nn/ layer floor, kv/, llm/, memory/, occupancy/, pim/, vision/ without its stb-based image preprocessing). CUDA code lives only in `.cuh` headers and is never included from here.
 
 #include "membound/core/core.hpp"
 #include "membound/core/eigen.hpp"
@@ -11,6 +11,7 @@
 #include "membound/ref/ref.hpp"
 #include "membound/nn/nn.hpp"
 #include "membound/kv/kv.hpp"
+#include "membound/llm/llm.hpp"
 #include "membound/memory/memory.hpp"
 #include "membound/pim/pim.hpp"
 #include "membound/vision/vision.hpp"

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief `llm::model`: a Llama-family decoder (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3) over a
+/// Hugging Face checkpoint, and `llm::state`: the per-run KV caches (one `kv::cache` per layer) and
+/// workspace of a batch of independent sequences.
+///
+/// Per layer (transformers' modeling_llama / modeling_qwen3), for rows x (T,C):
+///     h = RMSNorm(x) w_in;  q = h Wq^T + bq, k = h Wk^T + bk, v = h Wv^T + bv
+///     q, k <- RMSNorm per head (qwen3), then RoPE at each token's position
+///     a = causal softmax(q k^T / sqrt(D)) v over the cached tokens and the new ones (GQA: query
+///         head h reads KV head h / (H/G))
+///     x += a Wo^T + bo;  h = RMSNorm(x) w_post;  x += (silu(h Wg^T) * (h Wu^T)) Wd^T
+/// then logits = RMSNorm(x) w_final Wlm^T. All arithmetic is f32; weight matrices stay in their
+/// stored type (f32, bf16, f16) and are widened inside the kernels: decode rows go through the
+/// streaming matrix-vector product (`cpu::matvec`, threads split the rows), several rows (prefill
+/// chunks, batched decode) through the GEMM entry (bf16/f16 weights widened a block of rows at a
+/// time into a workspace). Prefill runs in chunks of `state_config::chunk` tokens through
+/// `kv::attend_prefill` over the head's cached tokens followed by the chunk; decode runs
+/// `kv::attend_decode` over the cache.
+///
+/// Determinism: decode results do not depend on the thread count (each output row is computed by
+/// one thread with a fixed summation order); prefill GEMMs run on oneDNN's (or Eigen's) threads,
+/// which may split K differently for another thread count (last-bit differences, see
+/// backend/cpu/gemm.hpp).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "membound/backend/cpu/activation.hpp"
+#include "membound/backend/cpu/convert.hpp"
+#include "membound/backend/cpu/gemm.hpp"
+#include "membound/backend/cpu/matvec.hpp"
+#include "membound/backend/cpu/norm.hpp"
+#include "membound/core/array.hpp"
+#include "membound/core/error.hpp"
+#include "membound/core/view.hpp"
+#include "membound/io/hf_config.hpp"
+#include "membound/kv/attend.hpp"
+#include "membound/kv/attend_prefill.hpp"
+#include "membound/kv/cache.hpp"
+#include "membound/llm/rope.hpp"
+#include "membound/llm/weights.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace membound {
+inline namespace v0_1 {
+namespace llm {
+
+/// Sizes of an `llm::state`. An aggregate: `llm::state_config{.batch = 1, .max_tokens = 2048}`.
+struct state_config {
+  index_t batch = 1;        ///< B independent sequences
+  index_t max_tokens = 0;   ///< tokens each KV head can hold (pool: B G pages_for(max_tokens) pages per layer)
+  index_t page_tokens = 16; ///< tokens per cache page
+  index_t chunk = 512;      ///< prefill chunk (rows per forward pass)
+};
+
+namespace detail {
+
+/// Rows [r0, r1) of W (M,K) widened to float in `out` ((r1 - r0) x K).
+inline void widen_rows(const matrix& w, index_t r0, index_t r1, float* out) {
+  const std::size_t n = static_cast<std::size_t>((r1 - r0) * w.cols);
+  const std::size_t off = static_cast<std::size_t>(r0 * w.cols);
+  switch (w.type) {
+  case dtype::bf16: cpu::convert(std::span<const bf16>(static_cast<const bf16*>(w.data) + off, n), std::span<float>(out, n)); break;
+  case dtype::f16: cpu::convert(std::span<const f16>(static_cast<const f16*>(w.data) + off, n), std::span<float>(out, n)); break;
+  default: std::copy_n(static_cast<const float*>(w.data) + off, n, out); break;
+  }
+}
+
+/// y (1,M) = x (1,K) W^T, rows of W split over the threads in blocks of 64 (each row is one
+/// thread's fixed-order sum, so the result does not depend on the thread count).
+inline void matvec_rows(const matrix& w, const float* x, float* y) {
+  const index_t m = w.rows, k = w.cols, blocks = (m + 63) / 64;
+  const auto run = [&](index_t blk) {
+    const index_t r0 = blk * 64, r1 = std::min(m, r0 + 64);
+    const std::span<const float> xs(x, static_cast<std::size_t>(k));
+    const std::span<float> ys(y + r0, static_cast<std::size_t>(r1 - r0));
+    switch (w.type) {
+    case dtype::bf16: cpu::matvec(view<const bf16>(static_cast<const bf16*>(w.data) + r0 * k, {r1 - r0, k}), xs, ys); break;
+    case dtype::f16: cpu::matvec(view<const f16>(static_cast<const f16*>(w.data) + r0 * k, {r1 - r0, k}), xs, ys); break;
+    default: cpu::matvec(view<const float>(static_cast<const float*>(w.data) + r0 * k, {r1 - r0, k}), xs, ys); break;
+    }
+  };
+#if defined(_OPENMP)
+  if (blocks >= 4 && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (index_t blk = 0; blk < blocks; ++blk) run(blk);
+    return;
+  }
+#endif
+  for (index_t blk = 0; blk < blocks; ++blk) run(blk);
+}
+
+} // namespace detail
+
+class model;
+
+/// KV caches and workspace for B sequences of one model. Sequences advance independently:
+/// `position(b)` is the number of tokens sequence b has consumed (the next token's position).
+class state {
+public:
+  const state_config& config() const noexcept { return cfg_; }
+  index_t batch() const noexcept { return cfg_.batch; }
+  /// Tokens sequence b has consumed so far (its next position). @throws lookup_error
+  index_t position(index_t b) const {
+    MEMBOUND_EXPECTS(b >= 0 && b < cfg_.batch, lookup_error, "llm::state: sequence ", b, " outside [0, ", cfg_.batch, ")");
+    return pos_[static_cast<std::size_t>(b)];
+  }
+  /// The cache of layer l. @throws lookup_error
+  kv::cache<float>& cache(index_t l) {
+    MEMBOUND_EXPECTS(l >= 0 && l < static_cast<index_t>(caches_.size()), lookup_error, "llm::state: layer ", l,
+                     " outside [0, ", caches_.size(), ")");
+    return caches_[static_cast<std::size_t>(l)];
+  }
+  const kv::cache<float>& cache(index_t l) const { return const_cast<state*>(this)->cache(l); }
+  index_t layers() const noexcept { return static_cast<index_t>(caches_.size()); }
+  /// Bytes of the cache pages in use, per layer summed (what a budget bounds).
+  std::size_t cache_bytes() const noexcept {
+    std::size_t n = 0;
+    for (const auto& c : caches_) n += c.used_bytes();
+    return n;
+  }
+  /// Forgets sequence b (its cache pages return to the pools, its position goes back to 0).
+  void reset(index_t b) {
+    (void)position(b);
+    for (auto& c : caches_)
+      for (index_t g = 0; g < c.kv_heads(); ++g) c.clear(b, g);
+    pos_[static_cast<std::size_t>(b)] = 0;
+  }
+
+private:
+  friend class model;
+  state_config cfg_;
+  std::vector<kv::cache<float>> caches_;
+  std::vector<index_t> pos_;
+  // workspace, sized once for `rows` = max(chunk, batch) rows
+  index_t rows_ = 0;
+  array<float> x_, h_, q_, k_, v_, att_, gate_, up_, cos_, sin_, wblock_, kd_, vd_, scratch_, qh_, oh_;
+  std::vector<std::int32_t> positions_;
+};
+
+/// A Llama-family decoder. Immutable after loading: one model may serve several states, also
+/// from several threads (each with its own state).
+class model {
+public:
+  /// Loads a Hugging Face model folder: config.json and the safetensors weights (see weights.hpp).
+  /// @throws io_error, format_error, config_error naming the file, key or tensor.
+  static model load(const std::filesystem::path& dir) {
+    io::model_config cfg = io::load_model_config(dir / "config.json");
+    llm::weights w = llm::weights::open(dir, cfg);
+    return model(std::move(cfg), std::move(w));
+  }
+
+  model(io::model_config cfg, llm::weights w) : cfg_(std::move(cfg)), w_(std::move(w)) {
+    rope_ = rope_frequencies::make(cfg_.rope, cfg_.head_dim);
+  }
+
+  const io::model_config& config() const noexcept { return cfg_; }
+  const llm::weights& weights() const noexcept { return w_; }
+
+  /// A state for this model. max_tokens defaults to max_position_embeddings when 0.
+  /// @throws config_error for batch, page_tokens or chunk < 1, or max_tokens past max_position_embeddings.
+  state make_state(state_config sc) const {
+    if (sc.max_tokens == 0) sc.max_tokens = cfg_.max_position_embeddings;
+    MEMBOUND_EXPECTS(sc.batch >= 1, config_error, "llm::state_config: batch ", sc.batch, ", expected >= 1");
+    MEMBOUND_EXPECTS(sc.chunk >= 1, config_error, "llm::state_config: chunk ", sc.chunk, ", expected >= 1");
+    MEMBOUND_EXPECTS(sc.max_tokens >= 1 && sc.max_tokens <= cfg_.max_position_embeddings, config_error,
+                     "llm::state_config: max_tokens ", sc.max_tokens, ", expected 1..max_position_embeddings (",
+                     cfg_.max_position_embeddings, ")");
+    state s;
+    s.cfg_ = sc;
+    const index_t G = cfg_.num_kv_heads, D = cfg_.head_dim;
+    const index_t pages = sc.batch * G * kv::pages_for(sc.max_tokens, sc.page_tokens);
+    s.caches_.reserve(static_cast<std::size_t>(cfg_.num_layers));
+    for (index_t l = 0; l < cfg_.num_layers; ++l)
+      s.caches_.emplace_back(kv::cache_config{.batch = sc.batch, .kv_heads = G, .head_dim = D,
+                                              .page_tokens = sc.page_tokens, .pages = pages, .state_slots = 1});
+    s.pos_.assign(static_cast<std::size_t>(sc.batch), 0);
+    const index_t R = std::max(sc.chunk, sc.batch);
+    s.rows_ = R;
+    const index_t C = cfg_.hidden_size, H = cfg_.num_heads, I = cfg_.intermediate_size;
+    s.x_ = array<float>({R, C}, uninitialized);
+    s.h_ = array<float>({R, C}, uninitialized);
+    s.q_ = array<float>({R, H * D}, uninitialized);
+    s.k_ = array<float>({R, G * D}, uninitialized);
+    s.v_ = array<float>({R, G * D}, uninitialized);
+    s.att_ = array<float>({R, H * D}, uninitialized);
+    s.gate_ = array<float>({R, I}, uninitialized);
+    s.up_ = array<float>({R, I}, uninitialized);
+    s.cos_ = array<float>({R, D / 2}, uninitialized);
+    s.sin_ = array<float>({R, D / 2}, uninitialized);
+    s.positions_.resize(static_cast<std::size_t>(R));
+    // widened weight blocks for multi-row products with 16-bit weights: 64 rows of the widest matrix
+    const index_t kmax = std::max({C, H * D, I});
+    s.wblock_ = array<float>({wblock_rows * kmax}, uninitialized);
+    return s;
+  }
+
+  /// Feeds `tokens` to sequence b (a prompt, or a continuation of it) in chunks and writes the
+  /// logits of the last token (logits (1,V)) or of every token (logits (T,V)); an empty view writes
+  /// none. @throws lookup_error for b or a token id out of range; config_error when the sequence
+  /// would pass state_config::max_tokens; shape_error for logits of another shape; budget_error
+  /// when the cache pool is full. On a throw after the first chunk, the chunks before it stay fed.
+  void prefill(state& s, index_t b, std::span<const std::int32_t> tokens, view<float> logits = {}) const {
+    const index_t T = static_cast<index_t>(tokens.size());
+    const index_t V = cfg_.vocab_size;
+    check_tokens(tokens, "prefill");
+    const index_t pos0 = s.position(b);
+    MEMBOUND_EXPECTS(pos0 + T <= s.cfg_.max_tokens, config_error, "llm::model::prefill: ", T, " tokens at position ", pos0,
+                     " exceed the state's max_tokens ", s.cfg_.max_tokens);
+    const bool all_rows = logits.size() != 0 && logits.rank() == 2 && logits.extent(0) == T && T != 1;
+    MEMBOUND_EXPECTS(logits.size() == 0 || (logits.rank() == 2 && logits.extent(1) == V && (logits.extent(0) == 1 || all_rows)),
+                     shape_error, "llm::model::prefill: logits must be (1,", V, ") or (", T, ",", V, ")");
+    for (index_t t0 = 0; t0 < T; t0 += s.cfg_.chunk) {
+      const index_t n = std::min(s.cfg_.chunk, T - t0);
+      forward_chunk(s, b, tokens.subspan(static_cast<std::size_t>(t0), static_cast<std::size_t>(n)));
+      if (all_rows) {
+        head(s, 0, n, logits.slice(0, t0, t0 + n));
+      } else if (logits.size() != 0 && t0 + n == T) {
+        head(s, n - 1, n, logits);
+      }
+    }
+  }
+
+  /// One decode step of every sequence: token tokens[b] is appended to sequence b and logits
+  /// (B,V) receive the next-token logits. @throws lookup_error, config_error, shape_error,
+  /// budget_error as `prefill`.
+  void decode(state& s, std::span<const std::int32_t> tokens, view<float> logits) const {
+    const index_t B = s.batch(), V = cfg_.vocab_size;
+    MEMBOUND_EXPECTS(static_cast<index_t>(tokens.size()) == B, shape_error, "llm::model::decode: ", tokens.size(),
+                     " tokens for ", B, " sequences");
+    MEMBOUND_EXPECTS(logits.rank() == 2 && logits.extent(0) == B && logits.extent(1) == V && logits.stride(1) == 1,
+                     shape_error, "llm::model::decode: logits must be (", B, ",", V, ") with contiguous rows");
+    check_tokens(tokens, "decode");
+    for (index_t b = 0; b < B; ++b)
+      MEMBOUND_EXPECTS(s.pos_[static_cast<std::size_t>(b)] + 1 <= s.cfg_.max_tokens, config_error,
+                       "llm::model::decode: sequence ", b, " is at the state's max_tokens ", s.cfg_.max_tokens);
+    forward_decode(s, tokens);
+    head(s, 0, B, logits);
+  }
+
+private:
+  static constexpr index_t wblock_rows = 64;
+
+  void check_tokens(std::span<const std::int32_t> tokens, const char* who) const {
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      MEMBOUND_EXPECTS(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, lookup_error, "llm::model::", who, ": token ",
+                       tokens[i], " at index ", i, " outside the vocabulary [0, ", cfg_.vocab_size, ")");
+  }
+
+  /// y (n, M) = x (n, K) W^T (+ bias), x and y with contiguous rows (leading dims ldx, ldy).
+  void linear(state& s, const matrix& w, const array<float>& bias, const float* x, index_t ldx, float* y, index_t ldy,
+              index_t n) const {
+    const index_t M = w.rows, K = w.cols;
+    if (n == 1) {
+      detail::matvec_rows(w, x, y);
+    } else if (w.type == dtype::f32) {
+      const view<const float> xv(x, std::initializer_list<index_t>{n, K}, std::initializer_list<index_t>{ldx, 1});
+      const view<float> yv(y, std::initializer_list<index_t>{n, M}, std::initializer_list<index_t>{ldy, 1});
+      cpu::gemm(xv, w.as<float>().transpose(), yv);
+    } else {
+      const view<const float> xv(x, std::initializer_list<index_t>{n, K}, std::initializer_list<index_t>{ldx, 1});
+      for (index_t r0 = 0; r0 < M; r0 += wblock_rows) {
+        const index_t r1 = std::min(M, r0 + wblock_rows);
+        detail::widen_rows(w, r0, r1, s.wblock_.data());
+        const view<const float> wb(s.wblock_.data(), {r1 - r0, K});
+        const view<float> yv(y + r0, std::initializer_list<index_t>{n, r1 - r0}, std::initializer_list<index_t>{ldy, 1});
+        cpu::gemm(xv, wb.transpose(), yv);
+      }
+    }
+    if (bias.size() != 0)
+      for (index_t r = 0; r < n; ++r)
+        for (index_t j = 0; j < M; ++j) y[r * ldy + j] += bias[j];
+  }
+
+  void embed(state& s, std::span<const std::int32_t> tokens) const {
+    const index_t C = cfg_.hidden_size;
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      detail::widen_rows(w_.embed(), tokens[i], tokens[i] + 1, s.x_.data() + static_cast<index_t>(i) * C);
+  }
+
+  /// Attention input half of layer l for rows [0, n) of s.x_: q, k, v with norms and RoPE.
+  void qkv(state& s, const layer_weights& L, index_t n) const {
+    const index_t C = cfg_.hidden_size, H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim;
+    const float eps = static_cast<float>(cfg_.rms_norm_eps);
+    cpu::rmsnorm(view<const float>(s.x_.data(), {n, C}), L.input_norm.span(), view<float>(s.h_.data(), {n, C}), eps);
+    linear(s, L.q, L.q_bias, s.h_.data(), C, s.q_.data(), H * D, n);
+    linear(s, L.k, L.k_bias, s.h_.data(), C, s.k_.data(), G * D, n);
+    linear(s, L.v, L.v_bias, s.h_.data(), C, s.v_.data(), G * D, n);
+    if (L.q_norm.size() != 0) {
+      cpu::rmsnorm(view<const float>(s.q_.data(), {n * H, D}), L.q_norm.span(), view<float>(s.q_.data(), {n * H, D}), eps);
+      cpu::rmsnorm(view<const float>(s.k_.data(), {n * G, D}), L.k_norm.span(), view<float>(s.k_.data(), {n * G, D}), eps);
+    }
+    const view<const float> cs(s.cos_.data(), {n, D / 2}), sn(s.sin_.data(), {n, D / 2});
+    apply_rope(s.q_.data(), n, H, H * D, cs, sn);
+    apply_rope(s.k_.data(), n, G, G * D, cs, sn);
+  }
+
+  /// Output projection and MLP of layer l for rows [0, n): x += attn Wo^T; x += MLP(norm(x)).
+  void finish_layer(state& s, const layer_weights& L, index_t n) const {
+    const index_t C = cfg_.hidden_size, H = cfg_.num_heads, D = cfg_.head_dim, I = cfg_.intermediate_size;
+    const float eps = static_cast<float>(cfg_.rms_norm_eps);
+    linear(s, L.o, L.o_bias, s.att_.data(), H * D, s.h_.data(), C, n);
+    for (index_t i = 0; i < n * C; ++i) s.x_[i] += s.h_[i];
+    cpu::rmsnorm(view<const float>(s.x_.data(), {n, C}), L.post_norm.span(), view<float>(s.h_.data(), {n, C}), eps);
+    linear(s, L.gate, L.gate_bias, s.h_.data(), C, s.gate_.data(), I, n);
+    linear(s, L.up, L.up_bias, s.h_.data(), C, s.up_.data(), I, n);
+    const std::span<float> g(s.gate_.data(), static_cast<std::size_t>(n * I));
+    cpu::silu(std::span<const float>(g), g);
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] *= s.up_[static_cast<index_t>(i)];
+    linear(s, L.down, L.down_bias, s.gate_.data(), I, s.h_.data(), C, n);
+    for (index_t i = 0; i < n * C; ++i) s.x_[i] += s.h_[i];
+  }
+
+  /// Grows a workspace array to at least n floats.
+  static float* grow(array<float>& a, std::size_t n) {
+    if (static_cast<std::size_t>(a.size()) < n) a = array<float>({static_cast<index_t>(n)}, uninitialized);
+    return a.data();
+  }
+
+  void forward_chunk(state& s, index_t b, std::span<const std::int32_t> tokens) const {
+    const index_t n = static_cast<index_t>(tokens.size());
+    const index_t H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim, grp = H / G;
+    const index_t pos0 = s.pos_[static_cast<std::size_t>(b)];
+    MEMBOUND_EXPECTS(!cfg_.sliding_window || pos0 + n <= *cfg_.sliding_window, config_error, "llm::model: position ",
+                     pos0 + n - 1, " is past the sliding window (", *cfg_.sliding_window,
+                     "); windowed attention is not implemented");
+    for (index_t t = 0; t < n; ++t) s.positions_[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(pos0 + t);
+    rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
+                view<float>(s.cos_.data(), {n, D / 2}), view<float>(s.sin_.data(), {n, D / 2}));
+    embed(s, tokens);
+    for (index_t l = 0; l < cfg_.num_layers; ++l) {
+      const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
+      kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+      qkv(s, L, n);
+      for (index_t g = 0; g < G; ++g) {
+        // append the chunk's keys and values, then attend over everything head (b, g) holds
+        const view<const float> kr(s.k_.data() + g * D, std::initializer_list<index_t>{n, D},
+                                   std::initializer_list<index_t>{G * D, 1});
+        const view<const float> vr(s.v_.data() + g * D, std::initializer_list<index_t>{n, D},
+                                   std::initializer_list<index_t>{G * D, 1});
+        c.append(b, g, kr, vr, std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
+                 view<const float>());
+        const index_t S = c.size(b, g);
+        float* kd = grow(s.kd_, static_cast<std::size_t>(S * D));
+        float* vd = grow(s.vd_, static_cast<std::size_t>(S * D));
+        index_t row = 0;
+        for (const auto& pg : c.pages(b, g)) {
+          std::copy_n(pg.keys, pg.tokens * D, kd + row * D);
+          std::copy_n(pg.values, pg.tokens * D, vd + row * D);
+          row += pg.tokens;
+        }
+        const view<const float> q(s.q_.data() + g * grp * D, std::initializer_list<index_t>{grp, n, D},
+                                  std::initializer_list<index_t>{D, H * D, 1});
+        const view<float> o(s.att_.data() + g * grp * D, std::initializer_list<index_t>{grp, n, D},
+                            std::initializer_list<index_t>{D, H * D, 1});
+        float* scr = grow(s.scratch_, kv::attend_prefill_scratch_floats(grp, 1, S, D));
+        kv::attend_prefill(q, view<const float>(kd, {1, S, D}), view<const float>(vd, {1, S, D}), o, 0.0f,
+                           std::span<float>(scr, kv::attend_prefill_scratch_floats(grp, 1, S, D)));
+      }
+      finish_layer(s, L, n);
+    }
+    s.pos_[static_cast<std::size_t>(b)] = pos0 + n;
+  }
+
+  void forward_decode(state& s, std::span<const std::int32_t> tokens) const {
+    const index_t B = s.batch();
+    const index_t H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim;
+    for (index_t b = 0; b < B; ++b) s.positions_[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(s.pos_[static_cast<std::size_t>(b)]);
+    if (cfg_.sliding_window)
+      for (index_t b = 0; b < B; ++b)
+        MEMBOUND_EXPECTS(s.positions_[static_cast<std::size_t>(b)] < *cfg_.sliding_window, config_error,
+                         "llm::model: position ", s.positions_[static_cast<std::size_t>(b)], " is past the sliding window (",
+                         *cfg_.sliding_window, "); windowed attention is not implemented");
+    rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(B)),
+                view<float>(s.cos_.data(), {B, D / 2}), view<float>(s.sin_.data(), {B, D / 2}));
+    embed(s, tokens);
+    for (index_t l = 0; l < cfg_.num_layers; ++l) {
+      const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
+      kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+      qkv(s, L, B);
+      for (index_t b = 0; b < B; ++b) {
+        for (index_t g = 0; g < G; ++g)
+          c.append(b, g, std::span<const float>(s.k_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),
+                   std::span<const float>(s.v_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),
+                   s.positions_[static_cast<std::size_t>(b)]);
+        kv::attend_decode(c, b, view<const float>(s.q_.data() + b * H * D, {H, D}), view<float>(s.att_.data() + b * H * D, {H, D}));
+      }
+      finish_layer(s, L, B);
+    }
+    for (index_t b = 0; b < B; ++b) ++s.pos_[static_cast<std::size_t>(b)];
+  }
+
+  /// logits (r1 - r0, V) from rows [r0, r1) of s.x_: final norm and the language-model head.
+  void head(state& s, index_t r0, index_t r1, view<float> logits) const {
+    const index_t C = cfg_.hidden_size, n = r1 - r0;
+    MEMBOUND_EXPECTS(logits.stride(1) == 1, shape_error, "llm::model: logits need contiguous rows");
+    cpu::rmsnorm(view<const float>(s.x_.data() + r0 * C, {n, C}), w_.final_norm().span(),
+                 view<float>(s.h_.data(), {n, C}), static_cast<float>(cfg_.rms_norm_eps));
+    linear(s, w_.lm_head(), array<float>(), s.h_.data(), C, logits.data(), logits.stride(0), n);
+  }
+
+  io::model_config cfg_;
+  llm::weights w_;
+  rope_frequencies rope_;
+};
+
+} // namespace llm
+} // namespace v0_1
+} // namespace membound
