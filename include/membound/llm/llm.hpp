@@ -5,10 +5,13 @@
 ///  - llm::model, llm::state: the decoder (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3), chunked
 ///    prefill through kv::attend_prefill and decode through kv::attend_decode over one kv::cache
 ///    per layer (model.hpp);
+///  - llm::sampler, llm::generate: greedy / temperature / top-k / top-p with a seeded generator,
+///    stop tokens and a streaming callback that sees the cache bytes per layer (generate.hpp);
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
 ///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp).
 /// The config readers live in io/ (io/hf_config.hpp) so that other domains can read model shapes.
 
+#include "membound/llm/generate.hpp"
 #include "membound/llm/model.hpp"
 #include "membound/llm/rope.hpp"
 #include "membound/llm/weights.hpp"

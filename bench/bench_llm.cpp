@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+// bench_llm: llm::model decode and prefill against the probes of the same binary (ratios only mean
+// something within one run on this VM).
+//  - decode_{f32,bf16}_T{1,2}: one decode step (batch 1, 64 tokens of context) of a random
+//    Llama-shaped model whose matrices exceed the last-level cache (C 2048, 6 layers, 16 heads /
+//    8 KV heads of 128, MLP 5632, vocabulary 32000: 348 M parameters, 1.39 GB in f32, 0.70 GB in
+//    bf16); counters tokens/s and the implied weight bytes/s (every matrix read once per token).
+//    Baseline: probe_read, one thread summing a 1 GiB buffer. Targets: weight bytes/s >= 0.8 x the
+//    probe at 1 thread; 2 threads >= 1.6 x 1 thread (tokens/s).
+//  - prefill_f32_T512: one 512-token chunk through a smaller model (C 1024, 4 layers, MLP 2816,
+//    vocabulary 32000, 79 M parameters), FLOP/s counting 2 x parameters x tokens plus the causal
+//    attention (4 D per visible pair per head). Baseline: probe_fma. Target 0.5.
+// The models are written once to a temporary safetensors file and mapped (the first touch of
+// their pages is outside the timed loops).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "membound/io/safetensors.hpp"
+#include "membound/llm/model.hpp"
+#include "probes.hpp"
+
+using namespace membound;
+namespace bm = ::benchmark;
+
+namespace {
+
+struct shape {
+  index_t C, layers, H, G, D, I, V;
+};
+constexpr shape big{2048, 6, 16, 8, 128, 5632, 32000};
+constexpr shape small{1024, 4, 16, 4, 64, 2816, 32000};
+
+std::string config_json(const shape& s) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": %lld, "hidden_size": %lld,
+  "intermediate_size": %lld, "num_hidden_layers": %lld, "num_attention_heads": %lld, "num_key_value_heads": %lld,
+  "head_dim": %lld, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0})",
+                static_cast<long long>(s.V), static_cast<long long>(s.C), static_cast<long long>(s.I),
+                static_cast<long long>(s.layers), static_cast<long long>(s.H), static_cast<long long>(s.G),
+                static_cast<long long>(s.D));
+  return buf;
+}
+
+/// A model folder of random weights (uniform in +-0.05, norm scales 1) in /tmp, stored as T.
+template <class T>
+std::filesystem::path write_model(const shape& s, const char* tag) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / (std::string("membound_bench_llm_") + tag);
+  std::filesystem::create_directories(dir);
+  {
+    FILE* f = std::fopen((dir / "config.json").c_str(), "w");
+    const std::string cfg = config_json(s);
+    std::fwrite(cfg.data(), 1, cfg.size(), f);
+    std::fclose(f);
+  }
+  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  io::safetensors_writer w;
+  const auto mat = [&](const std::string& name, index_t r, index_t c) {
+    array<T> a({r, c}, uninitialized);
+    for (T& x : a.span()) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const float u = static_cast<float>(static_cast<double>(state >> 40) * 0x1.0p-24) * 0.1f - 0.05f;
+      if constexpr (std::is_same_v<T, float>) x = u;
+      else x = T::from_float(u);
+    }
+    w.add(name, a.view());
+  };
+  const auto ones = [&](const std::string& name, index_t n) {
+    array<float> a({n}, uninitialized);
+    for (float& x : a.span()) x = 1.0f;
+    w.add(name, a.view());
+  };
+  mat("model.embed_tokens.weight", s.V, s.C);
+  mat("lm_head.weight", s.V, s.C);
+  ones("model.norm.weight", s.C);
+  for (index_t l = 0; l < s.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    mat(p + "self_attn.q_proj.weight", s.H * s.D, s.C);
+    mat(p + "self_attn.k_proj.weight", s.G * s.D, s.C);
+    mat(p + "self_attn.v_proj.weight", s.G * s.D, s.C);
+    mat(p + "self_attn.o_proj.weight", s.C, s.H * s.D);
+    mat(p + "mlp.gate_proj.weight", s.I, s.C);
+    mat(p + "mlp.up_proj.weight", s.I, s.C);
+    mat(p + "mlp.down_proj.weight", s.C, s.I);
+    ones(p + "input_layernorm.weight", s.C);
+    ones(p + "post_attention_layernorm.weight", s.C);
+  }
+  w.write(dir / "model.safetensors");
+  return dir;
+}
+
+/// Loaded once per process, weights paged in.
+const llm::model& model_of(bool bf) {
+  static std::unique_ptr<llm::model> f32, b16;
+  std::unique_ptr<llm::model>& m = bf ? b16 : f32;
+  if (!m) {
+    m = std::make_unique<llm::model>(llm::model::load(bf ? write_model<bf16>(big, "bf16") : write_model<float>(big, "f32")));
+    llm::state s = m->make_state({.batch = 1, .max_tokens = 8, .chunk = 1});
+    const std::int32_t t = 1;
+    m->prefill(s, 0, std::span<const std::int32_t>(&t, 1)); // touches every page
+  }
+  return *m;
+}
+
+void decode(bm::State& st, bool bf, int threads) {
+  const llm::model& m = model_of(bf);
+  bench::use_cpus(threads);
+  llm::state s = m.make_state({.batch = 1, .max_tokens = 1024});
+  std::vector<std::int32_t> prompt(64);
+  for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int32_t>(i * 37 % 32000);
+  array<float> logits({1, m.config().vocab_size});
+  m.prefill(s, 0, prompt, logits.view());
+  std::int32_t tok = 5;
+  m.decode(s, std::span<const std::int32_t>(&tok, 1), logits.view()); // warm
+  for (auto _ : st) {
+    if (s.position(0) + 1 >= 1024) { // keep the context short and constant-ish
+      st.PauseTiming();
+      s.reset(0);
+      m.prefill(s, 0, prompt);
+      st.ResumeTiming();
+    }
+    m.decode(s, std::span<const std::int32_t>(&tok, 1), logits.view());
+    bm::DoNotOptimize(logits.data());
+  }
+  bench::use_cpus(1);
+  bench::items(st, "tokens/s", 1.0);
+  bench::bytes(st, static_cast<double>(m.weights().matrix_bytes()));
+}
+
+void prefill(bm::State& st) {
+  static const llm::model m = llm::model::load(write_model<float>(small, "small_f32"));
+  constexpr index_t T = 512;
+  llm::state s = m.make_state({.batch = 1, .max_tokens = T, .chunk = T});
+  std::vector<std::int32_t> prompt(T);
+  for (index_t i = 0; i < T; ++i) prompt[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * 131 % 32000);
+  array<float> logits({1, m.config().vocab_size});
+  m.prefill(s, 0, prompt, logits.view()); // warm
+  for (auto _ : st) {
+    s.reset(0);
+    m.prefill(s, 0, prompt, logits.view());
+    bm::DoNotOptimize(logits.data());
+  }
+  const double C = static_cast<double>(small.C), I = static_cast<double>(small.I), D = static_cast<double>(small.D);
+  const double per_layer = C * (static_cast<double>(small.H + 2 * small.G) * D) + C * static_cast<double>(small.H) * D + 3 * C * I;
+  // matrices for every token (the LM head only for the last), plus causal attention
+  const double flop = 2.0 * T * per_layer * static_cast<double>(small.layers) + 2.0 * C * static_cast<double>(small.V) +
+                      4.0 * D * static_cast<double>(small.H) * (T * (T + 1) / 2.0) * static_cast<double>(small.layers);
+  bench::flops(st, flop);
+  bench::items(st, "tokens/s", T);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bench::pin_single_thread();
+  constexpr index_t probe_n = index_t(1) << 28; // 1 GiB of floats, well past the last-level cache
+  static array<float> probe({probe_n}); // zero-filled: touched
+  auto reg = [](const std::string& name, auto fn) {
+    return bm::RegisterBenchmark(name.c_str(), fn)->Unit(bm::kMillisecond)->UseRealTime();
+  };
+  reg("probe_read", [](bm::State& st) { bench::probe_read(st, probe.data(), probe_n); })->Iterations(8);
+  reg("probe_fma", [](bm::State& st) { bench::probe_fma(st); })->Iterations(5000)->Unit(bm::kMicrosecond);
+  reg("decode_f32_T1", [](bm::State& st) { decode(st, false, 1); })->Iterations(12);
+  reg("decode_f32_T2", [](bm::State& st) { decode(st, false, 2); })->Iterations(12);
+  reg("decode_bf16_T1", [](bm::State& st) { decode(st, true, 1); })->Iterations(12);
+  reg("decode_bf16_T2", [](bm::State& st) { decode(st, true, 2); })->Iterations(12);
+  reg("prefill_f32_T512", [](bm::State& st) { prefill(st); })->Iterations(2);
+
+  bm::Initialize(&argc, argv);
+  if (bm::ReportUnrecognizedArguments(argc, argv)) return 1;
+  bench::recording_reporter rep;
+  bm::RunSpecifiedBenchmarks(&rep);
+  const bench::ratio_row table[] = {
+      {"decode_f32_T1", "probe_read", "bytes_per_second", 0.8},
+      {"decode_bf16_T1", "probe_read", "bytes_per_second", 0.8},
+      {"decode_f32_T2", "decode_f32_T1", "tokens/s", 1.6},
+      {"decode_bf16_T2", "decode_bf16_T1", "tokens/s", 1.6},
+      {"decode_bf16_T1", "decode_f32_T1", "tokens/s", 0},
+      {"prefill_f32_T512", "probe_fma", "FLOP/s", 0.5},
+  };
+  bench::print_ratios(rep, table);
+  bm::Shutdown();
+  return 0;
+}
