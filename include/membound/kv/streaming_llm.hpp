@@ -6,6 +6,7 @@
 /// the rest 1, so the first `n_sink` and the last n_kept - n_sink survive. Positions are not
 /// re-indexed (kvpress's default). O(G S).
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -21,12 +22,13 @@ struct streaming_llm {
   static constexpr std::string_view name = "streaming_llm";
   index_t n_sink = 4; ///< kept initial tokens
 
-  /// @throws shape_error; config_error if n_kept < n_sink (the sinks would not fit).
+  /// With n_kept < n_sink the sinks alone score 1 and fill the budget among themselves (ties:
+  /// select_kept keeps the newer), as kvpress, whose pruned slice then runs to the end.
+  /// @throws shape_error; config_error for n_sink < 0.
   void score(const prefill_inputs& in, index_t n_kept, view<float> scores) const {
     detail::expect_scores(in, scores, "streaming_llm::score");
     const index_t s = in.length();
-    MEMBOUND_EXPECTS(n_sink >= 0 && n_kept >= std::min(n_sink, s), config_error, "streaming_llm: keeping ", n_kept,
-                     " tokens cannot hold n_sink = ", n_sink, " sinks");
+    MEMBOUND_EXPECTS(n_sink >= 0, config_error, "streaming_llm: n_sink = ", n_sink, ", expected >= 0");
     const index_t pruned = std::max<index_t>(0, s - n_kept);
     for (index_t g = 0; g < in.kv_heads(); ++g)
       for (index_t i = 0; i < s; ++i) scores(g, i) = (i >= n_sink && i < n_sink + pruned) ? 0.0f : 1.0f;

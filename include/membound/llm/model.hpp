@@ -45,6 +45,9 @@
 #include "membound/kv/attend.hpp"
 #include "membound/kv/attend_prefill.hpp"
 #include "membound/kv/cache.hpp"
+#include "membound/kv/evict.hpp"
+#include "membound/kv/query_window.hpp"
+#include "membound/llm/policy.hpp"
 #include "membound/llm/rope.hpp"
 #include "membound/llm/weights.hpp"
 
@@ -124,6 +127,10 @@ public:
   }
   const kv::cache<float>& cache(index_t l) const { return const_cast<state*>(this)->cache(l); }
   index_t layers() const noexcept { return static_cast<index_t>(caches_.size()); }
+  /// The eviction this state applies.
+  const llm::eviction& eviction() const noexcept { return ev_; }
+  /// The budget of layer l (0: no eviction).
+  index_t budget(index_t l) const { return budgets_.at(static_cast<std::size_t>(l)); }
   /// Bytes of the cache pages in use, per layer summed (what a budget bounds).
   std::size_t cache_bytes() const noexcept {
     std::size_t n = 0;
@@ -135,6 +142,7 @@ public:
     (void)position(b);
     for (auto& c : caches_)
       for (index_t g = 0; g < c.kv_heads(); ++g) c.clear(b, g);
+    for (auto& w : windows_) w.clear(b);
     pos_[static_cast<std::size_t>(b)] = 0;
   }
 
@@ -147,6 +155,13 @@ private:
   index_t rows_ = 0;
   array<float> x_, h_, q_, k_, v_, att_, gate_, up_, cos_, sin_, wblock_, kd_, vd_, scratch_, qh_, oh_;
   std::vector<std::int32_t> positions_;
+  // eviction
+  llm::eviction ev_;
+  std::vector<index_t> budgets_;
+  std::vector<kv::query_window> windows_; // per layer, for snapkv / expected_attention
+  kv::evictor evictor_;
+  array<float> mass_, colsum_;
+  std::vector<float> mass_scratch_;
 };
 
 /// A Llama-family decoder. Immutable after loading: one model may serve several states, also
@@ -168,9 +183,15 @@ public:
   const io::model_config& config() const noexcept { return cfg_; }
   const llm::weights& weights() const noexcept { return w_; }
 
-  /// A state for this model. max_tokens defaults to max_position_embeddings when 0.
-  /// @throws config_error for batch, page_tokens or chunk < 1, or max_tokens past max_position_embeddings.
-  state make_state(state_config sc) const {
+  /// A state for this model under an eviction policy (default: none). max_tokens defaults to
+  /// max_position_embeddings when 0. Each layer's pool holds B G heads of
+  /// min(max_tokens, budget_l + buffer - 1 + chunk) tokens when the policy evicts (a head is cut
+  /// back to budget_l after every chunk and step), else of max_tokens. Policies that read recent
+  /// queries get a window of min(window, budget - 1) rows per layer (at least 1); expected_attention
+  /// keeps min(4, budget - 1) sinks, so that every budget >= 1 is a valid configuration.
+  /// @throws config_error for batch, page_tokens or chunk < 1, max_tokens past
+  /// max_position_embeddings, or an invalid eviction setting.
+  state make_state(state_config sc, llm::eviction ev = {}) const {
     if (sc.max_tokens == 0) sc.max_tokens = cfg_.max_position_embeddings;
     MEMBOUND_EXPECTS(sc.batch >= 1, config_error, "llm::state_config: batch ", sc.batch, ", expected >= 1");
     MEMBOUND_EXPECTS(sc.chunk >= 1, config_error, "llm::state_config: chunk ", sc.chunk, ", expected >= 1");
@@ -180,15 +201,33 @@ public:
     state s;
     s.cfg_ = sc;
     const index_t G = cfg_.num_kv_heads, D = cfg_.head_dim;
-    const index_t pages = sc.batch * G * kv::pages_for(sc.max_tokens, sc.page_tokens);
+    s.budgets_ = ev.layer_budgets(cfg_.num_layers);
+    const index_t H = cfg_.num_heads;
+    index_t min_budget = 0;
+    if (!ev.keeps_all()) {
+      min_budget = *std::min_element(s.budgets_.begin(), s.budgets_.end());
+      const index_t w = std::clamp<index_t>(std::min(ev.window, min_budget - 1), 1, std::max<index_t>(1, ev.window));
+      if (auto* snap = std::get_if<kv::snapkv>(&ev.policy)) snap->window = w;
+      if (auto* ea = std::get_if<kv::expected_attention>(&ev.policy)) {
+        ea->n_sink = std::min<index_t>(ea->n_sink, min_budget - 1);
+        ea->rope_theta = cfg_.rope.theta;
+      }
+      if (ev.needs_queries())
+        for (index_t l = 0; l < cfg_.num_layers; ++l) s.windows_.emplace_back(sc.batch, H, D, w);
+    }
     s.caches_.reserve(static_cast<std::size_t>(cfg_.num_layers));
-    for (index_t l = 0; l < cfg_.num_layers; ++l)
+    for (index_t l = 0; l < cfg_.num_layers; ++l) {
+      const index_t cap = ev.keeps_all() ? sc.max_tokens
+                                         : std::min(sc.max_tokens, s.budgets_[static_cast<std::size_t>(l)] + ev.buffer - 1 + sc.chunk);
+      const index_t pages = sc.batch * G * kv::pages_for(cap, sc.page_tokens);
       s.caches_.emplace_back(kv::cache_config{.batch = sc.batch, .kv_heads = G, .head_dim = D,
-                                              .page_tokens = sc.page_tokens, .pages = pages, .state_slots = 1});
+                                              .page_tokens = sc.page_tokens, .pages = pages, .state_slots = 2});
+    }
+    s.ev_ = std::move(ev);
     s.pos_.assign(static_cast<std::size_t>(sc.batch), 0);
     const index_t R = std::max(sc.chunk, sc.batch);
     s.rows_ = R;
-    const index_t C = cfg_.hidden_size, H = cfg_.num_heads, I = cfg_.intermediate_size;
+    const index_t C = cfg_.hidden_size, I = cfg_.intermediate_size;
     s.x_ = array<float>({R, C}, uninitialized);
     s.h_ = array<float>({R, C}, uninitialized);
     s.q_ = array<float>({R, H * D}, uninitialized);
@@ -289,8 +328,11 @@ private:
       detail::widen_rows(w_.embed(), tokens[i], tokens[i] + 1, s.x_.data() + static_cast<index_t>(i) * C);
   }
 
-  /// Attention input half of layer l for rows [0, n) of s.x_: q, k, v with norms and RoPE.
-  void qkv(state& s, const layer_weights& L, index_t n) const {
+  /// Attention input half of layer l for rows [0, n) of s.x_: q, k, v with norms and RoPE. Row r
+  /// is at position s.positions_[r] of sequence seq(r); the query window of layer l (snapkv,
+  /// expected_attention) receives each row's queries, before or after RoPE as its policy reads them.
+  template <class Seq>
+  void qkv(state& s, index_t l, const layer_weights& L, index_t n, Seq seq) const {
     const index_t C = cfg_.hidden_size, H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim;
     const float eps = static_cast<float>(cfg_.rms_norm_eps);
     cpu::rmsnorm(view<const float>(s.x_.data(), {n, C}), L.input_norm.span(), view<float>(s.h_.data(), {n, C}), eps);
@@ -301,9 +343,44 @@ private:
       cpu::rmsnorm(view<const float>(s.q_.data(), {n * H, D}), L.q_norm.span(), view<float>(s.q_.data(), {n * H, D}), eps);
       cpu::rmsnorm(view<const float>(s.k_.data(), {n * G, D}), L.k_norm.span(), view<float>(s.k_.data(), {n * G, D}), eps);
     }
+    const auto push = [&] {
+      kv::query_window& w = s.windows_[static_cast<std::size_t>(l)];
+      for (index_t r = 0; r < n; ++r)
+        w.push(seq(r), view<const float>(s.q_.data() + r * H * D, {H, D}), s.positions_[static_cast<std::size_t>(r)]);
+    };
+    const bool window = !s.windows_.empty();
+    if (window && s.ev_.pre_rope_queries()) push();
     const view<const float> cs(s.cos_.data(), {n, D / 2}), sn(s.sin_.data(), {n, D / 2});
     apply_rope(s.q_.data(), n, H, H * D, cs, sn);
     apply_rope(s.k_.data(), n, G, G * D, cs, sn);
+    if (window && !s.ev_.pre_rope_queries()) push();
+  }
+
+  /// Cuts every head of sequence b in layer l to the layer's budget (see policy.hpp); t is the
+  /// position of the newest token.
+  void evict(state& s, index_t l, index_t b, std::int32_t t) const {
+    if (s.ev_.keeps_all()) return;
+    kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+    const index_t budget = s.budgets_[static_cast<std::size_t>(l)];
+    std::visit(
+        [&](auto p) {
+          if constexpr (requires { p.queries; }) p.queries = &s.windows_[static_cast<std::size_t>(l)];
+          s.evictor_.step(c, b, p, t, budget, s.ev_.buffer);
+        },
+        s.ev_.policy);
+  }
+
+  /// Adds (slot 0, accumulate) or writes (slot 1) one KV head's attention mass over its tokens.
+  static void store_mass(kv::cache<float>& c, index_t b, index_t g, const float* mass, index_t slot, bool accumulate) {
+    const index_t slots = c.state_slots();
+    for (const auto& pg : c.pages(b, g)) {
+      float* st = pg.state + slot;
+      const float* m = mass + pg.first;
+      for (index_t j = 0; j < pg.tokens; ++j) {
+        if (accumulate) st[j * slots] += m[j];
+        else st[j * slots] = m[j];
+      }
+    }
   }
 
   /// Output projection and MLP of layer l for rows [0, n): x += attn Wo^T; x += MLP(norm(x)).
@@ -339,10 +416,12 @@ private:
     rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
                 view<float>(s.cos_.data(), {n, D / 2}), view<float>(s.sin_.data(), {n, D / 2}));
     embed(s, tokens);
+    const bool h2o = std::holds_alternative<kv::h2o>(s.ev_.policy) && !s.ev_.keeps_all();
+    const bool tova = std::holds_alternative<kv::tova>(s.ev_.policy) && !s.ev_.keeps_all();
     for (index_t l = 0; l < cfg_.num_layers; ++l) {
       const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
       kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
-      qkv(s, L, n);
+      qkv(s, l, L, n, [b](index_t) { return b; });
       for (index_t g = 0; g < G; ++g) {
         // append the chunk's keys and values, then attend over everything head (b, g) holds
         const view<const float> kr(s.k_.data() + g * D, std::initializer_list<index_t>{n, D},
@@ -367,7 +446,16 @@ private:
         float* scr = grow(s.scratch_, kv::attend_prefill_scratch_floats(grp, 1, S, D));
         kv::attend_prefill(q, view<const float>(kd, {1, S, D}), view<const float>(vd, {1, S, D}), o, 0.0f,
                            std::span<float>(scr, kv::attend_prefill_scratch_floats(grp, 1, S, D)));
+        if (h2o || tova) { // H2O: every query's attention; TOVA: the newest query's
+          const index_t t0 = h2o ? 0 : n - 1;
+          const std::size_t need = kv::attention_column_sums_scratch_floats(grp, 1, n, S, D);
+          float* cs = grow(s.colsum_, static_cast<std::size_t>(S) + need);
+          kv::attention_column_sums(q, view<const float>(kd, {1, S, D}), t0, view<float>(cs, {1, S}), 0.0f,
+                                    std::span<float>(cs + S, need));
+          store_mass(c, b, g, cs, h2o ? 0 : 1, h2o);
+        }
       }
+      evict(s, l, b, static_cast<std::int32_t>(pos0 + n - 1));
       finish_layer(s, L, n);
     }
     s.pos_[static_cast<std::size_t>(b)] = pos0 + n;
@@ -385,16 +473,32 @@ private:
     rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(B)),
                 view<float>(s.cos_.data(), {B, D / 2}), view<float>(s.sin_.data(), {B, D / 2}));
     embed(s, tokens);
+    const bool h2o = std::holds_alternative<kv::h2o>(s.ev_.policy) && !s.ev_.keeps_all();
+    const bool tova = std::holds_alternative<kv::tova>(s.ev_.policy) && !s.ev_.keeps_all();
     for (index_t l = 0; l < cfg_.num_layers; ++l) {
       const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
       kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
-      qkv(s, L, B);
+      qkv(s, l, L, B, [](index_t r) { return r; });
       for (index_t b = 0; b < B; ++b) {
+        const std::int32_t t = s.positions_[static_cast<std::size_t>(b)];
         for (index_t g = 0; g < G; ++g)
           c.append(b, g, std::span<const float>(s.k_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),
-                   std::span<const float>(s.v_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),
-                   s.positions_[static_cast<std::size_t>(b)]);
-        kv::attend_decode(c, b, view<const float>(s.q_.data() + b * H * D, {H, D}), view<float>(s.att_.data() + b * H * D, {H, D}));
+                   std::span<const float>(s.v_.data() + b * G * D + g * D, static_cast<std::size_t>(D)), t);
+        const view<const float> q(s.q_.data() + b * H * D, {H, D});
+        const view<float> o(s.att_.data() + b * H * D, {H, D});
+        if (h2o || tova) {
+          index_t smax = 0;
+          for (index_t g = 0; g < G; ++g) smax = std::max(smax, c.size(b, g));
+          float* m = grow(s.mass_, static_cast<std::size_t>(G * smax));
+          const std::size_t need = kv::attend_scratch_size(c, b, H);
+          if (s.mass_scratch_.size() < need) s.mass_scratch_.resize(need);
+          const view<float> mv(m, {G, smax});
+          kv::attend_decode(c, b, q, o, 0.0f, mv, std::span<float>(s.mass_scratch_.data(), need));
+          kv::record_attention(c, b, view<const float>(mv), h2o ? 0 : 1, h2o);
+        } else {
+          kv::attend_decode(c, b, q, o);
+        }
+        evict(s, l, b, t);
       }
       finish_layer(s, L, B);
     }

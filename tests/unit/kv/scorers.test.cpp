@@ -194,7 +194,15 @@ TEST_CASE("hand-derived selections: ties, sinks, windows, GQA averaging, budgets
   kv::select_kept(sc.cview(), kept.view());
   const int want[] = {0, 1, 7, 8, 9};
   for (index_t j = 0; j < 5; ++j) CHECK(kept(0, j) == want[j]);
-  CHECK_THROWS_AS(kv::streaming_llm{4}.score(in, 3, sc.view()), config_error);
+  // fewer kept than sinks (kvpress: the pruned slice runs to the end): the tied sinks fill the
+  // budget, the newer ones first, and nothing throws
+  kv::streaming_llm{4}.score(in, 3, sc.view());
+  for (index_t i = 0; i < 10; ++i) CHECK(sc(0, i) == (i < 4 ? 1.0f : 0.0f));
+  array<std::int32_t> kept3({1, 3});
+  kv::select_kept(sc.cview(), kept3.view());
+  const int want3[] = {1, 2, 3};
+  for (index_t j = 0; j < 3; ++j) CHECK(kept3(0, j) == want3[j]);
+  CHECK_THROWS_AS(kv::streaming_llm{-1}.score(in, 3, sc.view()), config_error);
 
   // GQA: two query heads over one KV head; tova averages over all heads. Keys e0, e1 alternate;
   // head 0's last query points at e0, head 1's (3x stronger) at e1.

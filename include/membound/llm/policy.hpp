@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// @file
+/// @brief `llm::eviction`: which kv/ policy a `llm::state` applies and at what budget, chosen at
+/// run time by name (the command line, the evaluation grid) or from a policy value.
+///
+/// How eviction runs inside the model (model.hpp): after every prefill chunk and every decode
+/// step, each layer's cache is cut by `kv::evictor` with the layer's budget: a KV head that holds
+/// at least budget + buffer tokens keeps its `budget` best under the policy's decode-mode score.
+/// So a prompt prefilled in one chunk is compressed once after its prefill (kvpress's one-shot
+/// presses, scored by the decode-mode rules of kv/), and generation keeps every head within
+/// budget + buffer - 1 tokens (kvpress's DecodingPress with compression_interval = buffer). What
+/// the policies read is produced in the same passes:
+///   - h2o: the attention mass of every query, accumulated in state slot 0 (prefill: the chunk's
+///     `kv::attention_column_sums`; decode: `kv::attend_decode`'s mass);
+///   - tova: the latest query's attention in state slot 1;
+///   - snapkv: the post-RoPE queries of the last `window` positions (a `kv::query_window` per layer);
+///   - expected_attention: the pre-RoPE queries of the last `window` positions (the RoPE base of
+///     the config; a scaled RoPE is approximated by the standard one in its query statistics).
+/// Budgets: `uniform` gives every layer `budget`; `pyramid` gives PyramidKV's per-layer counts
+/// (`kv::pyramid_budgets` at a prompt length of `pyramid_length` with the ratio that makes the
+/// mean budget `budget`, and no protected window: from about 2 x budget in the first layer down to
+/// budget / beta in the last). Per-head (AdaKV) and model-wide budgets are one-shot allocations over
+/// the whole prompt (kv/compress.hpp) and are not yet wired here.
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "membound/core/error.hpp"
+#include "membound/kv/budget.hpp"
+#include "membound/kv/expected_attention.hpp"
+#include "membound/kv/full.hpp"
+#include "membound/kv/keydiff.hpp"
+#include "membound/kv/knorm.hpp"
+#include "membound/kv/observed_attention.hpp"
+#include "membound/kv/random.hpp"
+#include "membound/kv/snapkv.hpp"
+#include "membound/kv/streaming_llm.hpp"
+#include "membound/kv/tova.hpp"
+
+namespace membound {
+inline namespace v0_1 {
+namespace llm {
+
+/// The policies a state can run, one value each.
+using policy_value = std::variant<kv::full, kv::streaming_llm, kv::h2o, kv::tova, kv::knorm, kv::keydiff, kv::random,
+                                  kv::snapkv, kv::expected_attention>;
+
+/// Names accepted by `eviction::named`, in this order.
+inline constexpr std::string_view policy_names[] = {"full", "streaming_llm", "h2o", "tova", "knorm",
+                                                    "keydiff", "random", "snapkv", "expected_attention"};
+
+/// Eviction settings of a state. An aggregate; `eviction::named("h2o", 256)` builds one by name.
+struct eviction {
+  enum class allocation { uniform, pyramid };
+  policy_value policy = kv::full{};
+  index_t budget = 0;           ///< tokens kept per KV head (mean over layers for pyramid); 0: no eviction
+  index_t buffer = 1;           ///< a head is cut once it holds budget + buffer tokens
+  allocation alloc = allocation::uniform;
+  index_t pyramid_length = 0;   ///< pyramid: the prompt length the layer budgets are computed for (0: 4 x budget)
+  double pyramid_beta = 20.0;   ///< pyramid: kvpress's beta
+  index_t window = 64;          ///< snapkv's observation window and expected_attention's query window
+
+  /// A policy by name ("full", "streaming_llm", "h2o", "tova", "knorm", "keydiff", "random",
+  /// "snapkv", "expected_attention") with the library's defaults: 4 sinks; h2o keeping the newest
+  /// budget / 2 positions (heavy hitters + recent, as the paper's equal split); random seeded 0.
+  /// @throws config_error naming an unknown policy (and listing the known ones) or budget < 0.
+  static eviction named(std::string_view name, index_t budget, index_t buffer = 1) {
+    MEMBOUND_EXPECTS(budget >= 0, config_error, "llm::eviction: budget ", budget, ", expected >= 0");
+    MEMBOUND_EXPECTS(buffer >= 1, config_error, "llm::eviction: buffer ", buffer, ", expected >= 1");
+    eviction e;
+    e.budget = budget;
+    e.buffer = buffer;
+    if (name == "full") e.policy = kv::full{};
+    else if (name == "streaming_llm") e.policy = kv::streaming_llm{4};
+    else if (name == "h2o") {
+      kv::h2o h;
+      h.recent = budget / 2;
+      h.slot = 0;
+      e.policy = h;
+    } else if (name == "tova") {
+      kv::tova t;
+      t.slot = 1;
+      e.policy = t;
+    } else if (name == "knorm") e.policy = kv::knorm{};
+    else if (name == "keydiff") e.policy = kv::keydiff{};
+    else if (name == "random") e.policy = kv::random{0};
+    else if (name == "snapkv") e.policy = kv::snapkv{};
+    else if (name == "expected_attention") e.policy = kv::expected_attention{};
+    else {
+      std::string known;
+      for (std::string_view n : policy_names) known += (known.empty() ? "" : ", ") + std::string(n);
+      throw config_error(::membound::detail::concat("llm::eviction: unknown policy \"", name, "\"; known: ", known));
+    }
+    return e;
+  }
+
+  std::string_view name() const {
+    return std::visit([](const auto& p) -> std::string_view { return std::decay_t<decltype(p)>::name; }, policy);
+  }
+  /// True when the policy never cuts (kv::full) or no budget is set.
+  bool keeps_all() const noexcept { return budget == 0 || std::holds_alternative<kv::full>(policy); }
+  bool needs_mass() const noexcept {
+    return std::holds_alternative<kv::h2o>(policy) || std::holds_alternative<kv::tova>(policy);
+  }
+  bool needs_queries() const noexcept {
+    return std::holds_alternative<kv::snapkv>(policy) || std::holds_alternative<kv::expected_attention>(policy);
+  }
+  bool pre_rope_queries() const noexcept { return std::holds_alternative<kv::expected_attention>(policy); }
+
+  /// Per-layer budgets. @throws config_error for an invalid setting.
+  std::vector<index_t> layer_budgets(index_t layers) const {
+    MEMBOUND_EXPECTS(budget >= 0 && buffer >= 1, config_error, "llm::eviction: budget ", budget, " and buffer ", buffer,
+                     ", expected >= 0 and >= 1");
+    if (alloc == allocation::uniform || budget == 0) return std::vector<index_t>(static_cast<std::size_t>(layers), budget);
+    const index_t n = pyramid_length > 0 ? pyramid_length : 4 * budget;
+    MEMBOUND_EXPECTS(n >= budget, config_error, "llm::eviction: pyramid_length ", n, " below the budget ", budget);
+    const double ratio = 1.0 - static_cast<double>(budget) / static_cast<double>(n);
+    // no protected window: a head's count is all the policy's to fill (kvpress protects SnapKV's
+    // observation window inside the count; with it every budget below beta x window falls back
+    // to uniform)
+    std::vector<index_t> b = kv::pyramid_budgets(n, ratio, layers, 0, pyramid_beta);
+    for (index_t& x : b) x = std::max<index_t>(x, 1);
+    return b;
+  }
+};
+
+} // namespace llm
+} // namespace v0_1
+} // namespace membound

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// Eviction inside llm::model: every kv/ policy by name, at budgets that keep everything (the result
+// must equal the full cache) and at budgets that cut (heads stay within budget + buffer - 1, the
+// pool is sized from the budget, the prefill's attention mass equals the decode path's).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "membound/io/safetensors.hpp"
+#include "membound/llm/generate.hpp"
+
+using namespace membound;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path fixtures = fs::path(MEMBOUND_FIXTURES_DIR) / "llm";
+
+std::vector<std::int32_t> prompt_of(const char* name) {
+  const io::safetensors ref = io::safetensors::open(fixtures / name / "reference.safetensors");
+  const array<std::int64_t> a = ref.load<std::int64_t>("prompt");
+  return std::vector<std::int32_t>(a.span().begin(), a.span().end());
+}
+
+/// Prefill in chunks, then `steps` teacher-forced decode steps (token = step index); returns every
+/// step's logits, and checks after each call that no head holds more than budget + buffer - 1.
+std::vector<float> run(const llm::model& m, llm::state& s, const std::vector<std::int32_t>& prompt, int steps) {
+  const index_t V = m.config().vocab_size;
+  array<float> row({1, V});
+  std::vector<float> all;
+  m.prefill(s, 0, prompt, row.view());
+  const auto check_sizes = [&] {
+    if (s.eviction().keeps_all()) return;
+    for (index_t l = 0; l < s.layers(); ++l)
+      for (index_t g = 0; g < m.config().num_kv_heads; ++g)
+        CHECK(s.cache(l).size(0, g) <= s.budget(l) + s.eviction().buffer - 1);
+  };
+  check_sizes();
+  all.insert(all.end(), row.span().begin(), row.span().end());
+  for (int i = 0; i < steps; ++i) {
+    const std::int32_t tok = 3 + i;
+    m.decode(s, std::span<const std::int32_t>(&tok, 1), row.view());
+    check_sizes();
+    all.insert(all.end(), row.span().begin(), row.span().end());
+  }
+  return all;
+}
+} // namespace
+
+TEST_CASE("llm eviction: with a budget >= the sequence every policy equals the full cache") {
+  for (const char* model : {"llama_gqa", "qwen3"}) {
+    CAPTURE(model);
+    const llm::model m = llm::model::load(fixtures / model);
+    const std::vector<std::int32_t> prompt = prompt_of(model);
+    llm::state ref_state = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 5});
+    const std::vector<float> want = run(m, ref_state, prompt, 8);
+    for (std::string_view name : llm::policy_names) {
+      CAPTURE(name);
+      llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 5}, llm::eviction::named(name, 32));
+      CHECK(run(m, s, prompt, 8) == want);
+      CHECK(s.cache_bytes() == ref_state.cache_bytes());
+    }
+  }
+}
+
+TEST_CASE("llm eviction: small budgets cut every head, size the pool from the budget, and change the result") {
+  const llm::model m = llm::model::load(fixtures / "qwen2");
+  const std::vector<std::int32_t> prompt = prompt_of("qwen2");
+  const index_t G = m.config().num_kv_heads, L = m.config().num_layers;
+  llm::state full = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4});
+  const std::vector<float> want = run(m, full, prompt, 10);
+  for (std::string_view name : llm::policy_names) {
+    if (name == "full") continue;
+    CAPTURE(name);
+    for (index_t buffer : {index_t(1), index_t(3)}) {
+      CAPTURE(buffer);
+      llm::eviction ev = llm::eviction::named(name, 6, buffer);
+      llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, ev);
+      const std::vector<float> got = run(m, s, prompt, 10);
+      CHECK(got != want);
+      // the pool holds budget + buffer - 1 + chunk tokens per head, not max_tokens
+      for (index_t l = 0; l < L; ++l)
+        CHECK(s.cache(l).total_pages() == G * kv::pages_for(6 + buffer - 1 + 4, 4));
+      CHECK(s.cache_bytes() < full.cache_bytes());
+    }
+  }
+  // streaming_llm keeps the 4 sinks and the newest tokens
+  llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, llm::eviction::named("streaming_llm", 6));
+  (void)run(m, s, prompt, 10); // positions 0 .. 22
+  for (index_t l = 0; l < L; ++l)
+    for (index_t g = 0; g < G; ++g) {
+      std::vector<std::int32_t> pos;
+      for (index_t i = 0; i < s.cache(l).size(0, g); ++i) pos.push_back(s.cache(l).position(0, g, i));
+      CHECK(pos == std::vector<std::int32_t>{0, 1, 2, 3, 21, 22});
+    }
+  CHECK_THROWS_AS(llm::eviction::named("h2o_typo", 8), config_error);
+  CHECK_THROWS_AS(llm::eviction::named("h2o", -1), config_error);
+}
+
+TEST_CASE("llm eviction: prefill's attention mass (column sums) equals the decode path's") {
+  // budget 5, buffer 8: the first cut comes when a head reaches 13 tokens, the prompt's length,
+  // both when the prompt is one chunk (mass from kv::attention_column_sums) and when it is fed a
+  // token at a time (mass from kv::attend_decode), so both cut on the same accumulated scores.
+  const llm::model m = llm::model::load(fixtures / "llama_gqa");
+  const std::vector<std::int32_t> prompt = prompt_of("llama_gqa");
+  REQUIRE(prompt.size() == 13);
+  for (const char* name : {"h2o", "tova", "snapkv", "expected_attention", "knorm", "keydiff"}) {
+    CAPTURE(name);
+    const auto kept = [&](index_t chunk) {
+      llm::eviction ev = llm::eviction::named(name, 5, 8);
+      llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = chunk}, ev);
+      m.prefill(s, 0, prompt);
+      std::vector<std::int32_t> pos;
+      for (index_t l = 0; l < s.layers(); ++l)
+        for (index_t g = 0; g < m.config().num_kv_heads; ++g)
+          for (index_t i = 0; i < s.cache(l).size(0, g); ++i) pos.push_back(s.cache(l).position(0, g, i));
+      return pos;
+    };
+    const std::vector<std::int32_t> one = kept(13), each = kept(1);
+    CHECK(one.size() == static_cast<std::size_t>(5 * m.config().num_layers * m.config().num_kv_heads));
+    CHECK(one == each);
+  }
+}
+
+TEST_CASE("llm eviction: a batch evicts each sequence on its own; pyramid budgets per layer") {
+  const llm::model m = llm::model::load(fixtures / "mistral");
+  llm::eviction ev = llm::eviction::named("knorm", 6);
+  llm::state s = m.make_state({.batch = 2, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, ev);
+  const std::vector<std::int32_t> a = prompt_of("mistral");
+  const std::vector<std::int32_t> b(a.begin(), a.begin() + 4);
+  m.prefill(s, 0, a);
+  m.prefill(s, 1, b);
+  for (index_t g = 0; g < m.config().num_kv_heads; ++g) {
+    CHECK(s.cache(0).size(0, g) == 6);
+    CHECK(s.cache(0).size(1, g) == 4);
+  }
+  llm::eviction pyr = llm::eviction::named("snapkv", 8);
+  pyr.alloc = llm::eviction::allocation::pyramid;
+  pyr.pyramid_length = 32;
+  const std::vector<index_t> budgets = pyr.layer_budgets(2);
+  CHECK(budgets[0] > budgets[1]); // PyramidKV: more in the lower layers
+  CHECK(budgets[0] == 16); // round(2 x 8 - 8 / 20)
+  CHECK(budgets[1] == 1);  // max(1, round(8 / 20))
+  llm::state p = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, pyr);
+  (void)run(m, p, a, 12);
+  CHECK(p.budget(0) == budgets[0]);
+}
