@@ -7,11 +7,17 @@
 ///    per layer (model.hpp);
 ///  - llm::sampler, llm::generate: greedy / temperature / top-k / top-p with a seeded generator,
 ///    stop tokens and a streaming callback that sees the cache bytes per layer (generate.hpp);
+///  - llm::eviction: any kv/ policy by name at a budget (uniform or PyramidKV per layer), applied
+///    after every prefill chunk and decode step (policy.hpp);
+///  - llm::eval: teacher-forced perplexity and top-1 agreement, RULER-style retrieval, the
+///    policy x budget grid with CSV and plot (eval.hpp);
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
 ///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp).
 /// The config readers live in io/ (io/hf_config.hpp) so that other domains can read model shapes.
 
+#include "membound/llm/eval.hpp"
 #include "membound/llm/generate.hpp"
 #include "membound/llm/model.hpp"
+#include "membound/llm/policy.hpp"
 #include "membound/llm/rope.hpp"
 #include "membound/llm/weights.hpp"
