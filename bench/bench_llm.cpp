@@ -12,6 +12,8 @@
 //    attention (4 D per visible pair per head). Baseline: probe_fma. Target 0.5.
 // The models are written once to a temporary safetensors file and mapped (the first touch of
 // their pages is outside the timed loops).
+// With MEMBOUND_LLM_MODEL=<Hugging Face folder> set, decode_model_T{1,2} time the same decode step
+// on that model (bench/compare/llm_pytorch.py uses it to run PyTorch and membound on one model).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -23,6 +25,7 @@
 
 #include "membound/io/safetensors.hpp"
 #include "membound/llm/model.hpp"
+#include "membound/llm/random_model.hpp"
 #include "probes.hpp"
 
 using namespace membound;
@@ -36,62 +39,19 @@ struct shape {
 constexpr shape big{2048, 6, 16, 8, 128, 5632, 32000};
 constexpr shape small{1024, 4, 16, 4, 64, 2816, 32000};
 
-std::string config_json(const shape& s) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                R"({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": %lld, "hidden_size": %lld,
-  "intermediate_size": %lld, "num_hidden_layers": %lld, "num_attention_heads": %lld, "num_key_value_heads": %lld,
-  "head_dim": %lld, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0})",
-                static_cast<long long>(s.V), static_cast<long long>(s.C), static_cast<long long>(s.I),
-                static_cast<long long>(s.layers), static_cast<long long>(s.H), static_cast<long long>(s.G),
-                static_cast<long long>(s.D));
-  return buf;
-}
-
-/// A model folder of random weights (uniform in +-0.05, norm scales 1) in /tmp, stored as T.
-template <class T>
-std::filesystem::path write_model(const shape& s, const char* tag) {
+/// A model folder of random weights (llm::write_random_model) in /tmp, stored as `type`.
+std::filesystem::path write_model(const shape& s, dtype type, const char* tag) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / (std::string("membound_bench_llm_") + tag);
-  std::filesystem::create_directories(dir);
-  {
-    FILE* f = std::fopen((dir / "config.json").c_str(), "w");
-    const std::string cfg = config_json(s);
-    std::fwrite(cfg.data(), 1, cfg.size(), f);
-    std::fclose(f);
-  }
-  std::uint64_t state = 0x9e3779b97f4a7c15ull;
-  io::safetensors_writer w;
-  const auto mat = [&](const std::string& name, index_t r, index_t c) {
-    array<T> a({r, c}, uninitialized);
-    for (T& x : a.span()) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      const float u = static_cast<float>(static_cast<double>(state >> 40) * 0x1.0p-24) * 0.1f - 0.05f;
-      if constexpr (std::is_same_v<T, float>) x = u;
-      else x = T::from_float(u);
-    }
-    w.add(name, a.view());
-  };
-  const auto ones = [&](const std::string& name, index_t n) {
-    array<float> a({n}, uninitialized);
-    for (float& x : a.span()) x = 1.0f;
-    w.add(name, a.view());
-  };
-  mat("model.embed_tokens.weight", s.V, s.C);
-  mat("lm_head.weight", s.V, s.C);
-  ones("model.norm.weight", s.C);
-  for (index_t l = 0; l < s.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    mat(p + "self_attn.q_proj.weight", s.H * s.D, s.C);
-    mat(p + "self_attn.k_proj.weight", s.G * s.D, s.C);
-    mat(p + "self_attn.v_proj.weight", s.G * s.D, s.C);
-    mat(p + "self_attn.o_proj.weight", s.C, s.H * s.D);
-    mat(p + "mlp.gate_proj.weight", s.I, s.C);
-    mat(p + "mlp.up_proj.weight", s.I, s.C);
-    mat(p + "mlp.down_proj.weight", s.C, s.I);
-    ones(p + "input_layernorm.weight", s.C);
-    ones(p + "post_attention_layernorm.weight", s.C);
-  }
-  w.write(dir / "model.safetensors");
+  llm::random_model_spec spec;
+  spec.vocab = s.V;
+  spec.hidden = s.C;
+  spec.intermediate = s.I;
+  spec.layers = s.layers;
+  spec.heads = s.H;
+  spec.kv_heads = s.G;
+  spec.head_dim = s.D;
+  spec.type = type;
+  llm::write_random_model(dir, spec);
   return dir;
 }
 
@@ -100,7 +60,7 @@ const llm::model& model_of(bool bf) {
   static std::unique_ptr<llm::model> f32, b16;
   std::unique_ptr<llm::model>& m = bf ? b16 : f32;
   if (!m) {
-    m = std::make_unique<llm::model>(llm::model::load(bf ? write_model<bf16>(big, "bf16") : write_model<float>(big, "f32")));
+    m = std::make_unique<llm::model>(llm::model::load(bf ? write_model(big, dtype::bf16, "bf16") : write_model(big, dtype::f32, "f32")));
     llm::state s = m->make_state({.batch = 1, .max_tokens = 8, .chunk = 1});
     const std::int32_t t = 1;
     m->prefill(s, 0, std::span<const std::int32_t>(&t, 1)); // touches every page
@@ -108,12 +68,16 @@ const llm::model& model_of(bool bf) {
   return *m;
 }
 
-void decode(bm::State& st, bool bf, int threads) {
-  const llm::model& m = model_of(bf);
+void decode_on(bm::State& st, const llm::model& m, int threads);
+
+void decode(bm::State& st, bool bf, int threads) { decode_on(st, model_of(bf), threads); }
+
+void decode_on(bm::State& st, const llm::model& m, int threads) {
   bench::use_cpus(threads);
   llm::state s = m.make_state({.batch = 1, .max_tokens = 1024});
   std::vector<std::int32_t> prompt(64);
-  for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int32_t>(i * 37 % 32000);
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<std::int32_t>(i * 37 % static_cast<std::size_t>(m.config().vocab_size));
   array<float> logits({1, m.config().vocab_size});
   m.prefill(s, 0, prompt, logits.view());
   std::int32_t tok = 5;
@@ -134,7 +98,7 @@ void decode(bm::State& st, bool bf, int threads) {
 }
 
 void prefill(bm::State& st) {
-  static const llm::model m = llm::model::load(write_model<float>(small, "small_f32"));
+  static const llm::model m = llm::model::load(write_model(small, dtype::f32, "small_f32"));
   constexpr index_t T = 512;
   llm::state s = m.make_state({.batch = 1, .max_tokens = T, .chunk = T});
   std::vector<std::int32_t> prompt(T);
@@ -171,6 +135,11 @@ int main(int argc, char** argv) {
   reg("decode_bf16_T1", [](bm::State& st) { decode(st, true, 1); })->Iterations(12);
   reg("decode_bf16_T2", [](bm::State& st) { decode(st, true, 2); })->Iterations(12);
   reg("prefill_f32_T512", [](bm::State& st) { prefill(st); })->Iterations(2);
+  if (const char* dir = std::getenv("MEMBOUND_LLM_MODEL")) {
+    static const llm::model folder = llm::model::load(dir);
+    reg("decode_model_T1", [](bm::State& st) { decode_on(st, folder, 1); })->MinTime(1.0);
+    reg("decode_model_T2", [](bm::State& st) { decode_on(st, folder, 2); })->MinTime(1.0);
+  }
 
   bm::Initialize(&argc, argv);
   if (bm::ReportUnrecognizedArguments(argc, argv)) return 1;

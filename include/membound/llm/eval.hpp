@@ -321,8 +321,8 @@ inline bool write_plot(const std::vector<grid_row>& rows, const std::filesystem:
   const double full_line[3] = {full_ppl, 1.0, full_ret};
   const int column[3] = {2, 4, 3};
   for (int panel = 0; panel < 3; ++panel) {
-    std::fprintf(gp, "set xlabel 'budget (tokens per KV head)'\nset ylabel '%s'\nplot %g title 'full' lw 2 dt 2 lc rgb 'black'",
-                 labels[panel], full_line[panel]);
+    std::fprintf(gp, "set xlabel 'budget (tokens per KV head)'\nset ylabel '%s'\n%s\nplot %g title 'full' lw 2 dt 2 lc rgb 'black'",
+                 labels[panel], panel == 0 ? "set autoscale y" : "set yrange [-0.02:1.05]", full_line[panel]);
     for (std::size_t i = 0; i < policies.size(); ++i)
       std::fprintf(gp, ", '%s' index %zu using 1:%d with linespoints lw 2 title '%s'", data.string().c_str(), i,
                    column[panel], policies[i].c_str());

@@ -12,6 +12,7 @@
 ///  - llm::eval: teacher-forced perplexity and top-1 agreement, RULER-style retrieval, the
 ///    policy x budget grid with CSV and plot (eval.hpp);
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
+///  - llm::write_random_model: a Llama-shaped folder of random weights (random_model.hpp);
 ///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp).
 /// The config readers live in io/ (io/hf_config.hpp) so that other domains can read model shapes.
 
@@ -19,5 +20,6 @@
 #include "membound/llm/generate.hpp"
 #include "membound/llm/model.hpp"
 #include "membound/llm/policy.hpp"
+#include "membound/llm/random_model.hpp"
 #include "membound/llm/rope.hpp"
 #include "membound/llm/weights.hpp"

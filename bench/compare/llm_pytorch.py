@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Decode tokens/s of one Llama-shaped model in eager PyTorch (transformers' LlamaForCausalLM) and in
+membound's llm::model, in the same run, with the ratio printed.
+
+Per model size the script writes a Hugging Face folder of random weights (fixed seed, f32) to
+/tmp/membound_llm_compare_<size>/ with transformers' save_pretrained, then:
+  - PyTorch (in a worker process with the thread settings made before torch is imported): the model
+    from that folder, eval(), torch.inference_mode(), eager attention; a 64-token prompt prefilled
+    with a DynamicCache, then decode steps of one token (model(input_ids, past_key_values=cache)),
+    timed over --reps repetitions of at least --min-time/--reps seconds; tokens/s = 1 / median
+    seconds per step. The context grows by the steps taken (a few hundred at most).
+  - membound: BIN (bench_llm) with MEMBOUND_LLM_MODEL=<the folder>, filter decode_model_T<threads>,
+    --benchmark_repetitions=3; tokens/s = the median repetition (the same prompt of 64 tokens; its
+    context is reset to 64 when it reaches 1024).
+Sizes: small (C 256, 4 layers, 8 heads / 4 KV heads of 32, MLP 704, vocabulary 8000: 7.3 M
+parameters, where per-operator overhead dominates; target 3x) and big (C 2048, 6 layers, 16 / 8
+heads of 128, MLP 5632, vocabulary 32000: 348 M parameters, 1.39 GB, beyond the last-level cache;
+target 1.5x).
+
+Threads: torch.set_num_threads(T) and OMP/MKL/OPENBLAS_NUM_THREADS=T, the worker pinned to CPUs
+0..T-1 as bench_llm pins its rows. The PyPI torch of tools/requirements-llm.txt brings its own
+MKL / oneDNN (no Debian BLAS is involved); with Debian's torch install libopenblas0-pthread first
+(../shared/research/baselines.md).
+
+Usage:
+    .venv-llm/bin/python bench/compare/llm_pytorch.py --membound build/release/bench/bench_llm
+        [--sizes small,big] [--threads 1,2] [--min-time 3] [--reps 5]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZES = {
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, head_dim=32,
+                  intermediate_size=704, vocab_size=8000),
+    "big": dict(hidden_size=2048, num_hidden_layers=6, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                intermediate_size=5632, vocab_size=32000),
+}
+PROMPT = 64
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def write_model(size):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    path = os.path.join(tempfile.gettempdir(), f"membound_llm_compare_{size}")
+    if os.path.exists(os.path.join(path, "config.json")):
+        return path
+    torch.manual_seed(0)
+    cfg = LlamaConfig(max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False, **SIZES[size])
+    model = LlamaForCausalLM(cfg).to(torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.uniform_(-0.05, 0.05)
+    model.save_pretrained(path)
+    return path
+
+
+def worker(args):
+    threads = args.worker_threads
+    os.sched_setaffinity(0, set(range(threads)))
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(args.worker_model, dtype=torch.float32, attn_implementation="eager").eval()
+    vocab = model.config.vocab_size
+    prompt = torch.tensor([[(i * 37) % vocab for i in range(PROMPT)]])
+    tok = torch.tensor([[5]])
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        model(input_ids=prompt, past_key_values=cache, use_cache=True)
+
+        def step():
+            model(input_ids=tok, past_key_values=cache, use_cache=True)
+
+        t_end = time.perf_counter() + 0.5
+        while time.perf_counter() < t_end:
+            step()
+        per_rep = args.min_time / args.reps
+        times = []
+        for _ in range(args.reps):
+            n, t0 = 0, time.perf_counter()
+            while True:
+                step()
+                n += 1
+                dt = time.perf_counter() - t0
+                if dt >= per_rep and n >= 3:
+                    break
+            times.append(dt / n)
+    print(json.dumps({"tokens_per_s": 1.0 / statistics.median(times), "torch": torch.__version__,
+                      "params": sum(p.numel() for p in model.parameters())}))
+
+
+def run_membound(binary, model_dir, threads):
+    env = dict(os.environ, MEMBOUND_LLM_MODEL=model_dir)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([binary, f"--benchmark_filter=^decode_model_T{threads}/", "--benchmark_repetitions=3",
+                        f"--benchmark_out={out.name}", "--benchmark_out_format=json"], env=env, check=True,
+                       capture_output=True, text=True)
+        runs = [b for b in json.load(open(out.name))["benchmarks"] if b.get("run_type") == "iteration"]
+    return statistics.median(b["tokens/s"] for b in runs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--membound", help="bench_llm binary")
+    ap.add_argument("--sizes", default="small,big")
+    ap.add_argument("--threads", default="1")
+    ap.add_argument("--min-time", type=float, default=3.0)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--worker-model", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker_model:
+        worker(args)
+        return
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs", file=sys.stderr)
+    print(f"{'model':6} {'threads':>7} {'params':>10} {'PyTorch tok/s':>14} {'membound tok/s':>15} {'ratio':>7} {'target':>7}")
+    for size in args.sizes.split(","):
+        model_dir = write_model(size)
+        for threads in (int(t) for t in args.threads.split(",")):
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                       OPENBLAS_NUM_THREADS=str(threads))
+            res = subprocess.run([args.python, __file__, "--worker-model", model_dir, "--worker-threads", str(threads),
+                                  "--min-time", str(args.min_time), "--reps", str(args.reps)],
+                                 env=env, check=True, capture_output=True, text=True)
+            pt = json.loads(res.stdout.strip().splitlines()[-1])
+            mb = run_membound(args.membound, model_dir, threads) if args.membound else float("nan")
+            target = {"small": 3.0, "big": 1.5}[size]
+            print(f"{size:6} {threads:7d} {pt['params'] / 1e6:9.1f}M {pt['tokens_per_s']:14.2f} {mb:15.2f} "
+                  f"{mb / pt['tokens_per_s']:7.2f} {target:7.1f}", flush=True)
+    print(f"(PyTorch {pt['torch']}, eager attention, f32; membound bench_llm decode_model_T*)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
