@@ -162,6 +162,8 @@ private:
   kv::evictor evictor_;
   array<float> mass_, colsum_;
   std::vector<float> mass_scratch_;
+  std::vector<kv::retention_gate> gates_; // trim_kv: views of the shared gates, own workspace
+  array<float> log_beta_, token_state_;   // (rows, G), (rows, 2)
 };
 
 /// A Llama-family decoder. Immutable after loading: one model may serve several states, also
@@ -223,6 +225,11 @@ public:
       s.caches_.emplace_back(kv::cache_config{.batch = sc.batch, .kv_heads = G, .head_dim = D,
                                               .page_tokens = sc.page_tokens, .pages = pages, .state_slots = 2});
     }
+    if (ev.needs_gates()) {
+      MEMBOUND_EXPECTS(ev.gates != nullptr && ev.gates->layers() == cfg_.num_layers, config_error,
+                       "llm::model::make_state: trim_kv needs retention gates for ", cfg_.num_layers, " layers");
+      s.gates_ = ev.gates->gates();
+    }
     s.ev_ = std::move(ev);
     s.pos_.assign(static_cast<std::size_t>(sc.batch), 0);
     const index_t R = std::max(sc.chunk, sc.batch);
@@ -239,6 +246,8 @@ public:
     s.cos_ = array<float>({R, D / 2}, uninitialized);
     s.sin_ = array<float>({R, D / 2}, uninitialized);
     s.positions_.resize(static_cast<std::size_t>(R));
+    s.log_beta_ = array<float>({R, G});
+    s.token_state_ = array<float>({R, 2});
     // widened weight blocks for multi-row products with 16-bit weights: 64 rows of the widest matrix
     const index_t kmax = std::max({C, H * D, I});
     s.wblock_ = array<float>({wblock_rows * kmax}, uninitialized);
@@ -336,6 +345,8 @@ private:
     const index_t C = cfg_.hidden_size, H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim;
     const float eps = static_cast<float>(cfg_.rms_norm_eps);
     cpu::rmsnorm(view<const float>(s.x_.data(), {n, C}), L.input_norm.span(), view<float>(s.h_.data(), {n, C}), eps);
+    if (!s.gates_.empty()) // TRIM-KV: each new token's retention from the normalised hidden state
+      s.gates_[static_cast<std::size_t>(l)].forward(view<const float>(s.h_.data(), {n, C}), view<float>(s.log_beta_.data(), {n, G}));
     linear(s, L.q, L.q_bias, s.h_.data(), C, s.q_.data(), H * D, n);
     linear(s, L.k, L.k_bias, s.h_.data(), C, s.k_.data(), G * D, n);
     linear(s, L.v, L.v_bias, s.h_.data(), C, s.v_.data(), G * D, n);
@@ -428,8 +439,15 @@ private:
                                    std::initializer_list<index_t>{G * D, 1});
         const view<const float> vr(s.v_.data() + g * D, std::initializer_list<index_t>{n, D},
                                    std::initializer_list<index_t>{G * D, 1});
-        c.append(b, g, kr, vr, std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
-                 view<const float>());
+        view<const float> st;
+        if (!s.gates_.empty()) { // state slot 0: the token's log beta for this KV head
+          for (index_t t = 0; t < n; ++t) {
+            s.token_state_(t, 0) = s.log_beta_(t, g);
+            s.token_state_(t, 1) = 0.0f;
+          }
+          st = view<const float>(s.token_state_.data(), {n, 2});
+        }
+        c.append(b, g, kr, vr, std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)), st);
         const index_t S = c.size(b, g);
         float* kd = grow(s.kd_, static_cast<std::size_t>(S * D));
         float* vd = grow(s.vd_, static_cast<std::size_t>(S * D));
@@ -481,9 +499,11 @@ private:
       qkv(s, l, L, B, [](index_t r) { return r; });
       for (index_t b = 0; b < B; ++b) {
         const std::int32_t t = s.positions_[static_cast<std::size_t>(b)];
-        for (index_t g = 0; g < G; ++g)
+        for (index_t g = 0; g < G; ++g) {
+          const float st[2] = {s.gates_.empty() ? 0.0f : s.log_beta_(b, g), 0.0f};
           c.append(b, g, std::span<const float>(s.k_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),
-                   std::span<const float>(s.v_.data() + b * G * D + g * D, static_cast<std::size_t>(D)), t);
+                   std::span<const float>(s.v_.data() + b * G * D + g * D, static_cast<std::size_t>(D)), t, st);
+        }
         const view<const float> q(s.q_.data() + b * H * D, {H, D});
         const view<float> o(s.att_.data() + b * H * D, {H, D});
         if (h2o || tova) {

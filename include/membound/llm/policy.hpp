@@ -16,7 +16,9 @@
 ///   - tova: the latest query's attention in state slot 1;
 ///   - snapkv: the post-RoPE queries of the last `window` positions (a `kv::query_window` per layer);
 ///   - expected_attention: the pre-RoPE queries of the last `window` positions (the RoPE base of
-///     the config; a scaled RoPE is approximated by the standard one in its query statistics).
+///     the config; a scaled RoPE is approximated by the standard one in its query statistics);
+///   - trim_kv: each token's log beta per KV head from its layer's retention gate (TRIM-KV, read
+///     from the output of the pre-attention RMSNorm), in state slot 0 when the token is stored.
 /// Budgets: `uniform` gives every layer `budget`; `pyramid` gives PyramidKV's per-layer counts
 /// (`kv::pyramid_budgets` at a prompt length of `pyramid_length` with the ratio that makes the
 /// mean budget `budget`, and no protected window: from about 2 x budget in the first layer down to
@@ -24,6 +26,8 @@
 /// the whole prompt (kv/compress.hpp) and are not yet wired here.
 
 #include <algorithm>
+#include <filesystem>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,7 +44,12 @@
 #include "membound/kv/random.hpp"
 #include "membound/kv/snapkv.hpp"
 #include "membound/kv/streaming_llm.hpp"
+#include "membound/kv/retention_gate.hpp"
 #include "membound/kv/tova.hpp"
+#include "membound/kv/trim_kv.hpp"
+#include "membound/io/hf_config.hpp"
+#include "membound/io/safetensors.hpp"
+#include "membound/nn/parameters.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -48,11 +57,48 @@ namespace llm {
 
 /// The policies a state can run, one value each.
 using policy_value = std::variant<kv::full, kv::streaming_llm, kv::h2o, kv::tova, kv::knorm, kv::keydiff, kv::random,
-                                  kv::snapkv, kv::expected_attention>;
+                                  kv::snapkv, kv::expected_attention, kv::trim_kv>;
 
-/// Names accepted by `eviction::named`, in this order.
+/// Names accepted by `eviction::named` that need nothing beyond the model, in this order
+/// ("trim_kv" is accepted too, with retention gates).
 inline constexpr std::string_view policy_names[] = {"full", "streaming_llm", "h2o", "tova", "knorm",
                                                     "keydiff", "random", "snapkv", "expected_attention"};
+
+/// TRIM-KV's retention gates of every layer (kv::retention_gate), loaded from their own
+/// safetensors file (as released beside a model) under the official names
+/// "model.layers.<l>.self_attn.retention_gate.{linear1.weight, linear1.bias, linear2.weight, bias}".
+/// The hidden width I is read from linear1's shape; the activation is SiLU (the Llama / Qwen MLP's).
+/// Immutable once loaded; states copy the gate views with their own workspace.
+class retention_gates {
+public:
+  /// @throws io_error, format_error for the file; lookup_error naming a missing gate tensor;
+  /// shape_error naming a tensor of another shape than the model's (C, G) implies.
+  static std::shared_ptr<const retention_gates> load(const std::filesystem::path& file, const io::model_config& cfg) {
+    return from(io::safetensors::open(file), cfg);
+  }
+  /// As `load`, from a parsed file. @throws as load
+  static std::shared_ptr<const retention_gates> from(const io::safetensors& f, const io::model_config& cfg) {
+    auto g = std::shared_ptr<retention_gates>(new retention_gates());
+    const std::string first = "model.layers.0.self_attn.retention_gate.linear1.weight";
+    MEMBOUND_EXPECTS(f.contains(first), lookup_error, "llm::retention_gates: the file has no tensor \"", first, "\"");
+    const io::tensor_info& t = f.info(first);
+    MEMBOUND_EXPECTS(t.shape.size() == 2 && t.shape[1] == cfg.hidden_size && t.shape[0] >= 1, shape_error,
+                     "llm::retention_gates: \"", first, "\" is ", io::detail::shape_string(t.shape), ", expected (I, ",
+                     cfg.hidden_size, ")");
+    for (index_t l = 0; l < cfg.num_layers; ++l)
+      g->gates_.push_back(kv::retention_gate::make(g->params_, ::membound::detail::concat("model.layers.", l, ".self_attn.retention_gate"),
+                                                   cfg.hidden_size, cfg.num_kv_heads, t.shape[0]));
+    g->params_.load(f, false);
+    return g;
+  }
+  index_t layers() const noexcept { return static_cast<index_t>(gates_.size()); }
+  const std::vector<kv::retention_gate>& gates() const noexcept { return gates_; }
+
+private:
+  retention_gates() = default;
+  nn::parameters params_;
+  std::vector<kv::retention_gate> gates_;
+};
 
 /// Eviction settings of a state. An aggregate; `eviction::named("h2o", 256)` builds one by name.
 struct eviction {
@@ -64,12 +110,16 @@ struct eviction {
   index_t pyramid_length = 0;   ///< pyramid: the prompt length the layer budgets are computed for (0: 4 x budget)
   double pyramid_beta = 20.0;   ///< pyramid: kvpress's beta
   index_t window = 64;          ///< snapkv's observation window and expected_attention's query window
+  std::shared_ptr<const retention_gates> gates; ///< trim_kv: the model's retention gates
 
   /// A policy by name ("full", "streaming_llm", "h2o", "tova", "knorm", "keydiff", "random",
   /// "snapkv", "expected_attention") with the library's defaults: 4 sinks; h2o keeping the newest
-  /// budget / 2 positions (heavy hitters + recent, as the paper's equal split); random seeded 0.
-  /// @throws config_error naming an unknown policy (and listing the known ones) or budget < 0.
-  static eviction named(std::string_view name, index_t budget, index_t buffer = 1) {
+  /// budget / 2 positions (heavy hitters + recent, as the paper's equal split); random seeded 0;
+  /// "trim_kv" (the paper's age convention, top-budget mode) with the given retention gates.
+  /// @throws config_error naming an unknown policy (and listing the known ones), budget < 0, or
+  /// trim_kv without gates.
+  static eviction named(std::string_view name, index_t budget, index_t buffer = 1,
+                        std::shared_ptr<const retention_gates> gates = nullptr) {
     MEMBOUND_EXPECTS(budget >= 0, config_error, "llm::eviction: budget ", budget, ", expected >= 0");
     MEMBOUND_EXPECTS(buffer >= 1, config_error, "llm::eviction: buffer ", buffer, ", expected >= 1");
     eviction e;
@@ -91,9 +141,15 @@ struct eviction {
     else if (name == "random") e.policy = kv::random{0};
     else if (name == "snapkv") e.policy = kv::snapkv{};
     else if (name == "expected_attention") e.policy = kv::expected_attention{};
-    else {
+    else if (name == "trim_kv") {
+      MEMBOUND_EXPECTS(gates != nullptr, config_error,
+                       "llm::eviction: trim_kv needs the model's retention gates (llm::retention_gates::load)");
+      e.policy = kv::trim_kv{};
+      e.gates = std::move(gates);
+    } else {
       std::string known;
       for (std::string_view n : policy_names) known += (known.empty() ? "" : ", ") + std::string(n);
+      known += ", trim_kv (with gates)";
       throw config_error(::membound::detail::concat("llm::eviction: unknown policy \"", name, "\"; known: ", known));
     }
     return e;
@@ -111,6 +167,7 @@ struct eviction {
     return std::holds_alternative<kv::snapkv>(policy) || std::holds_alternative<kv::expected_attention>(policy);
   }
   bool pre_rope_queries() const noexcept { return std::holds_alternative<kv::expected_attention>(policy); }
+  bool needs_gates() const noexcept { return std::holds_alternative<kv::trim_kv>(policy); }
 
   /// Per-layer budgets. @throws config_error for an invalid setting.
   std::vector<index_t> layer_budgets(index_t layers) const {

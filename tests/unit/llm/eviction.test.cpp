@@ -5,13 +5,17 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "membound/io/safetensors.hpp"
+#include "membound/kv/retention_gate.hpp"
 #include "membound/llm/generate.hpp"
+#include "membound/nn/parameters.hpp"
 
 using namespace membound;
 namespace fs = std::filesystem;
@@ -147,4 +151,60 @@ TEST_CASE("llm eviction: a batch evicts each sequence on its own; pyramid budget
   llm::state p = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, pyr);
   (void)run(m, p, a, 12);
   CHECK(p.budget(0) == budgets[0]);
+}
+
+TEST_CASE("llm eviction: trim_kv reads its retention gates from their own file and keeps the longest-lasting tokens") {
+  const llm::model m = llm::model::load(fixtures / "llama_gqa");
+  const io::model_config& cfg = m.config();
+  const index_t C = cfg.hidden_size, G = cfg.num_kv_heads;
+  // random gates under the official names, scaled so that betas differ between tokens
+  nn::parameters p;
+  for (index_t l = 0; l < cfg.num_layers; ++l)
+    (void)kv::retention_gate::make(p, "model.layers." + std::to_string(l) + ".self_attn.retention_gate", C, G, 16,
+                                   nn::activation::silu, 1.0f, static_cast<unsigned>(l + 1));
+  for (std::size_t i = 0; i < p.size(); ++i)
+    for (float& v : p[i].value.span()) v *= 40.0f;
+  const fs::path file = fs::temp_directory_path() / "membound_test_gates.safetensors";
+  p.save(file);
+  const auto gates = llm::retention_gates::load(file, cfg);
+  fs::remove(file);
+  CHECK(gates->layers() == cfg.num_layers);
+  CHECK_THROWS_AS(llm::eviction::named("trim_kv", 8), config_error); // no gates
+
+  const std::vector<std::int32_t> prompt = prompt_of("llama_gqa");
+  const index_t T = static_cast<index_t>(prompt.size());
+  // layer 0's log beta, independently: the gate on RMSNorm(embedding) * w (double precision norm)
+  kv::retention_gate g0 = gates->gates()[0];
+  array<float> h({T, C}), lb({T, G});
+  const view<const float> emb = m.weights().embed().as<float>();
+  const array<float>& w = m.weights().layers()[0].input_norm;
+  for (index_t t = 0; t < T; ++t) {
+    double ss = 0.0;
+    for (index_t c = 0; c < C; ++c) ss += static_cast<double>(emb(prompt[static_cast<std::size_t>(t)], c)) * emb(prompt[static_cast<std::size_t>(t)], c);
+    const double r = 1.0 / std::sqrt(ss / static_cast<double>(C) + cfg.rms_norm_eps);
+    for (index_t c = 0; c < C; ++c) h(t, c) = static_cast<float>(emb(prompt[static_cast<std::size_t>(t)], c) * r * w[c]);
+  }
+  g0.forward(h.cview(), lb.view());
+
+  // no cut (budget above the length): the stored log betas are the gate's, the logits the full cache's
+  llm::state all = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4}, llm::eviction::named("trim_kv", 64, 1, gates));
+  llm::state ref = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4});
+  CHECK(run(m, all, prompt, 4) == run(m, ref, prompt, 4));
+  for (index_t g = 0; g < G; ++g)
+    for (index_t t = 0; t < T; ++t) CHECK(all.cache(0).state(0, g, t)[0] == doctest::Approx(lb(t, g)).epsilon(1e-4));
+
+  // one cut after the prompt (one chunk): layer 0 keeps the 6 largest (T - 1 - i) log beta_i
+  llm::state cut = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4}, llm::eviction::named("trim_kv", 6, 1, gates));
+  m.prefill(cut, 0, prompt);
+  for (index_t g = 0; g < G; ++g) {
+    std::vector<std::pair<double, index_t>> score;
+    for (index_t i = 0; i < T; ++i) score.emplace_back(static_cast<double>(T - 1 - i) * lb(i, g), i);
+    std::sort(score.begin(), score.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second > b.second); });
+    std::vector<std::int32_t> want;
+    for (int k = 0; k < 6; ++k) want.push_back(static_cast<std::int32_t>(score[static_cast<std::size_t>(k)].second));
+    std::sort(want.begin(), want.end());
+    std::vector<std::int32_t> got;
+    for (index_t i = 0; i < cut.cache(0).size(0, g); ++i) got.push_back(cut.cache(0).position(0, g, i));
+    CHECK(got == want);
+  }
 }
