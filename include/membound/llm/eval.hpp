@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -219,6 +220,7 @@ struct grid_config {
   text_options text_opt{};                    ///< for the text (context = prompt part)
   std::vector<retrieval_case> retrieval;      ///< scored by exact match (empty: none)
   state_config state{};                       ///< for the retrieval cases
+  std::shared_ptr<const retention_gates> gates; ///< enables "trim_kv" in `policies`
 };
 
 /// One cell of the grid.
@@ -234,12 +236,12 @@ struct grid_row {
 /// reference of the agreement column). Rows in policy-major order.
 /// @throws config_error for an unknown policy name (before anything runs).
 inline std::vector<grid_row> run_grid(const model& m, const grid_config& g) {
-  for (const std::string& p : g.policies) (void)eviction::named(p, 1); // validate names first
+  for (const std::string& p : g.policies) (void)eviction::named(p, 1, 1, g.gates); // validate names first
   std::vector<std::int32_t> ref;
   std::vector<grid_row> rows;
   const auto cell = [&](const std::string& p, index_t budget) {
     const auto t0 = std::chrono::steady_clock::now();
-    const eviction ev = eviction::named(p, budget, g.buffer);
+    const eviction ev = eviction::named(p, budget, g.buffer, g.gates);
     grid_row r;
     r.policy = p;
     r.budget = budget;
