@@ -7,6 +7,7 @@
 #   fuzz_image        tests/fuzz/corpus_image  tests/fuzz/image.dict         (PNG / JPEG via stb_image)
 #   fuzz_voxel        tests/fuzz/corpus_voxel  tests/fuzz/voxel.dict         (occupancy voxel grids)
 #   fuzz_hf_config    tests/fuzz/corpus_hf_config tests/fuzz/hf_config.dict  (config.json, generation_config.json)
+#   fuzz_tokenizer    tests/fuzz/corpus_tokenizer tests/fuzz/tokenizer.dict  (tokenizer.json, encode / decode)
 # Exits non-zero if the build fails or a fuzzer finds a crash (its reproducer is left in
 # build/fuzz/artifacts/). The last lines of each run (executions, coverage, features) are printed.
 # Usage: tests/fuzz/run_smoke.sh [SECONDS] [TARGET ...]
@@ -17,7 +18,7 @@ set -euo pipefail
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index fuzz_image fuzz_voxel fuzz_hf_config)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index fuzz_image fuzz_voxel fuzz_hf_config fuzz_tokenizer)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${FUZZ_BUILD:-$root/build/fuzz}"
 out="${FUZZ_OUT:-$build}"
@@ -34,6 +35,7 @@ for t in "${targets[@]}"; do
     fuzz_image) seeds=corpus_image; dict=image.dict ;;
     fuzz_voxel) seeds=corpus_voxel; dict=voxel.dict ;;
     fuzz_hf_config) seeds=corpus_hf_config; dict=hf_config.dict ;;
+    fuzz_tokenizer) seeds=corpus_tokenizer; dict=tokenizer.dict ;;
     *) echo "unknown fuzz target $t"; exit 2 ;;
   esac
   work="$out/work_$t"

@@ -14,6 +14,9 @@
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
 ///  - llm::write_random_model: a Llama-shaped folder of random weights (random_model.hpp);
 ///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp).
+///  - llm::tokenizer: Hugging Face tokenizer.json byte-level BPE (tokenizer.hpp) is NOT included
+///    here: its regexes run on PCRE2, so include "membound/llm/tokenizer.hpp" yourself and link
+///    libpcre2-8 (Debian libpcre2-dev; pkg-config libpcre2-8).
 /// The config readers live in io/ (io/hf_config.hpp) so that other domains can read model shapes.
 
 #include "membound/llm/eval.hpp"

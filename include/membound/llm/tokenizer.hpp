@@ -32,12 +32,17 @@
 /// message names the pattern, PCRE2's message and offset). JSON goes through `io::parse_json`
 /// (64 MiB cap, depth cap, no duplicate keys; its errors are `format_error`s).
 ///
-/// Deviations from the library, all documented at the entry points: `encode` rejects invalid UTF-8
-/// (the library takes `&str`, so it never sees any); `decode` returns the decoder's raw bytes, where
-/// the library's `decode` replaces invalid UTF-8 with U+FFFD (`utf8_lossy` does that replacement
-/// exactly); regexes run on PCRE2, which agrees with Oniguruma on the Hugging Face patterns
-/// (`\p{L}`, `\p{N}`, `\s`, `(?i:)`, `(?!\S)`) but not on every exotic construct (`\h` is hex in
-/// Oniguruma, horizontal space in PCRE2).
+/// Deviations from the library: `encode` rejects invalid UTF-8 with a `format_error` naming the byte
+/// offset (the library takes `&str`, so it never sees any); `decode` returns the decoder's raw bytes,
+/// where the library's `decode` replaces invalid UTF-8 with U+FFFD (`utf8_lossy` does that
+/// replacement exactly); a few files the library loads with a warning or a quirk are rejected
+/// (no pre-tokenizer or decoder, added-token ids that disagree with the derived ones, one content
+/// listed twice with different flags, an empty content). Regexes run on PCRE2 (10.42: Unicode 14),
+/// which agrees with Oniguruma on the Hugging Face patterns (`\p{L}`, `\p{N}`, `\s`, `(?i:)`,
+/// `(?!\S)`; checked on the fixtures) but not on every exotic construct (`\h` is a hex digit in
+/// Oniguruma, horizontal space in PCRE2; `$` and `.` differ around newlines) nor on code points
+/// assigned after Unicode 14; a match that exceeds PCRE2's match limit is a `budget_error`.
+/// Link with `-lpcre2-8` (pkg-config `libpcre2-8`). Encode and decode are const and thread-safe.
 /// Cost: load O(file size + merges); encode O(n log n) in the pre-token length for BPE plus
 /// O(n * L) for the added-token scan (L the longest added token); decode O(output bytes).
 
@@ -48,12 +53,13 @@
 #include <filesystem>
 #include <functional>
 #include <ios>
-#include <new>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -93,9 +99,12 @@ inline std::size_t utf8_seq(std::string_view s, std::size_t i, std::size_t* bad 
   std::size_t need = 0;
   unsigned char lo = 0x80, hi = 0xBF; // allowed range of the second byte
   if (b < 0x80) return 1;
-  if (b >= 0xC2 && b <= 0xDF) need = 1;
-  else if (b >= 0xE0 && b <= 0xEF) need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
-  else if (b >= 0xF0 && b <= 0xF4) need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+  if (b >= 0xC2 && b <= 0xDF)
+    need = 1;
+  else if (b >= 0xE0 && b <= 0xEF)
+    need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+  else if (b >= 0xF0 && b <= 0xF4)
+    need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
   std::size_t k = 1;
   if (need > 0) {
     for (; k <= need && i + k < s.size(); ++k) {
@@ -181,8 +190,10 @@ public:
   regex(std::string_view pattern, std::uint32_t flags, const std::string& where) : pattern_(pattern) {
     int err = 0;
     PCRE2_SIZE off = 0;
-    pcre2_code_8* c = pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(),
-                                      flags | PCRE2_UTF, &err, &off, nullptr);
+    // \C could end a match inside a character, and every later match relies on char boundaries
+    if (!(flags & PCRE2_LITERAL)) flags |= PCRE2_NEVER_BACKSLASH_C;
+    pcre2_code_8* c = pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(), flags | PCRE2_UTF,
+                                      &err, &off, nullptr);
     if (!c)
       throw config_error(::membound::detail::concat(where, ": regex ", io::detail::quoted(pattern),
                                                     " does not compile: ", message(err), " at offset ", off));
@@ -206,7 +217,6 @@ public:
                      " gave the match [", b, ", ", e, ") (\\K in a lookaround?)");
     return true;
   }
-  const std::string& pattern() const noexcept { return pattern_; }
 
 private:
   static std::string message(int code) {
@@ -228,9 +238,8 @@ public:
     std::size_t n = 0;
     for (const char ch : s) {
       const auto c = static_cast<unsigned char>(ch);
-      const auto it = std::find_if(next_[n].begin(), next_[n].end(), [&](const auto& p) { return p.first == c; });
-      if (it != next_[n].end()) {
-        n = it->second;
+      if (const std::size_t m = child(n, c)) {
+        n = m;
         continue;
       }
       next_[n].emplace_back(c, next_.size());
@@ -245,17 +254,18 @@ public:
     std::pair<std::size_t, std::int32_t> best{0, -1};
     if (!first_[static_cast<unsigned char>(s[pos])]) return best;
     std::size_t n = 0;
-    for (std::size_t i = pos; i < s.size(); ++i) {
-      const auto c = static_cast<unsigned char>(s[i]);
-      const auto it = std::find_if(next_[n].begin(), next_[n].end(), [&](const auto& p) { return p.first == c; });
-      if (it == next_[n].end()) break;
-      n = it->second;
+    for (std::size_t i = pos; i < s.size() && (n = child(n, static_cast<unsigned char>(s[i]))) != 0; ++i)
       if (value_[n] >= 0) best = {i + 1 - pos, value_[n]};
-    }
     return best;
   }
 
 private:
+  /// The child of node `n` along byte `c`, or 0 (the root is nobody's child).
+  std::size_t child(std::size_t n, unsigned char c) const {
+    for (const auto& [byte, node] : next_[n])
+      if (byte == c) return node;
+    return 0;
+  }
   std::vector<std::vector<std::pair<unsigned char, std::size_t>>> next_{1};
   std::vector<std::int32_t> value_{-1};
   std::array<bool, 256> first_{}; ///< first bytes of the contents
@@ -288,8 +298,11 @@ public:
 
 private:
   static constexpr std::uint64_t empty = ~std::uint64_t(0); // ids are < 2^31 - 1: never a key
-  std::size_t slot(std::uint64_t key) const noexcept { return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
-  std::vector<std::pair<std::uint64_t, value>> slots_ = std::vector<std::pair<std::uint64_t, value>>(16, {empty, {0, 0}});
+  std::size_t slot(std::uint64_t key) const noexcept {
+    return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+  }
+  std::vector<std::pair<std::uint64_t, value>> slots_ =
+      std::vector<std::pair<std::uint64_t, value>>(16, {empty, {0, 0}});
   int shift_ = 60; // 64 - log2(capacity)
 };
 
@@ -298,10 +311,10 @@ enum class split_behavior { removed, isolated, merged_with_previous, merged_with
 /// One step of the pre-tokenizer chain: a Split (Digits is a Split on \p{N}) or the final ByteLevel.
 struct pre_step {
   bool byte_level = false;
-  regex re;                                       ///< Split's pattern (ByteLevel: the GPT-2 regex, if used)
+  regex re; ///< Split's pattern (ByteLevel: the GPT-2 regex, if used)
   split_behavior behavior = split_behavior::isolated;
   bool invert = false;
-  bool add_prefix_space = false;                  ///< ByteLevel
+  bool add_prefix_space = false; ///< ByteLevel
 };
 
 /// A template piece: the sequence ($A) or a special token's ids.
@@ -314,7 +327,6 @@ struct added_token {
   std::string content;
   std::int32_t id = 0;
   bool single_word = false, lstrip = false, rstrip = false, normalized = true, special = false;
-  bool operator==(const added_token&) const = default;
 };
 
 /// Per-call buffers of `encode` (the tokenizer itself stays immutable and thread-safe).
@@ -328,7 +340,7 @@ struct encode_scratch {
     std::int32_t id;
   };
   std::unique_ptr<pcre2_match_data_8, void (*)(pcre2_match_data_8*)> md{pcre2_match_data_create_8(1, nullptr),
-                                                                       pcre2_match_data_free_8};
+                                                                        pcre2_match_data_free_8};
   std::vector<symbol> symbols;
   std::vector<merge> heap;
 };
@@ -394,8 +406,10 @@ public:
     for (const auto& tmpl : templates_) {
       std::vector<std::int32_t> out;
       for (const detail::template_piece& piece : tmpl) {
-        if (piece.sequence) out.insert(out.end(), ids.begin(), ids.end());
-        else if (add_special_tokens) out.insert(out.end(), piece.ids.begin(), piece.ids.end());
+        if (piece.sequence)
+          out.insert(out.end(), ids.begin(), ids.end());
+        else if (add_special_tokens)
+          out.insert(out.end(), piece.ids.begin(), piece.ids.end());
       }
       ids = std::move(out);
     }
@@ -537,21 +551,16 @@ private:
     bool previous_match = false;
     if (ps.behavior == sb::merged_with_next) std::reverse(segs.begin(), segs.end());
     for (const seg& g : segs) {
-      switch (ps.behavior) {
-        case sb::isolated: out.emplace_back(g.b, g.e); break;
-        case sb::removed: if (!g.match) out.emplace_back(g.b, g.e); break;
-        case sb::contiguous:
-          if (g.match == previous_match && !out.empty()) out.back().second = g.e;
-          else out.emplace_back(g.b, g.e);
-          break;
-        case sb::merged_with_previous:
-          if (g.match && !previous_match && !out.empty()) out.back().second = g.e;
-          else out.emplace_back(g.b, g.e);
-          break;
-        case sb::merged_with_next:
-          if (g.match && !previous_match && !out.empty()) out.back().first = g.b;
-          else out.emplace_back(g.b, g.e);
-          break;
+      // Contiguous joins a segment to an equal neighbour; MergedWith* join a match to a non-match
+      const bool join = ps.behavior == sb::contiguous ? g.match == previous_match
+                                                      : ps.behavior != sb::isolated && g.match && !previous_match;
+      if (ps.behavior == sb::removed) {
+        if (!g.match) out.emplace_back(g.b, g.e);
+      } else if (join && !out.empty()) {
+        (ps.behavior == sb::merged_with_next ? out.back().first : out.back().second) =
+            ps.behavior == sb::merged_with_next ? g.b : g.e;
+      } else {
+        out.emplace_back(g.b, g.e);
       }
       previous_match = g.match;
     }
@@ -615,7 +624,8 @@ private:
       if (left.prev >= 0) push(static_cast<std::size_t>(left.prev));
       if (sym[top.pos].next >= 0) push(top.pos);
     }
-    for (std::int32_t i = 0; i >= 0; i = sym[static_cast<std::size_t>(i)].next) ids.push_back(sym[static_cast<std::size_t>(i)].id);
+    for (std::int32_t i = 0; i >= 0; i = sym[static_cast<std::size_t>(i)].next)
+      ids.push_back(sym[static_cast<std::size_t>(i)].id);
   }
 
   static std::uint64_t pair_key(std::int32_t a, std::int32_t b) noexcept {
@@ -635,7 +645,8 @@ private:
 
   /// The "type" of a component object. @throws config_error when it is not an object with one.
   static std::string type_of(const json& j, const std::string& where) {
-    if (!j.is_object()) throw config_error(::membound::detail::concat(where, " is ", io::detail::short_dump(j), ", expected an object"));
+    if (!j.is_object())
+      throw config_error(::membound::detail::concat(where, " is ", io::detail::short_dump(j), ", expected an object"));
     const std::optional<std::string> t = fields(j, where).string("type");
     if (!t) fields(j, where).missing("type", "a component type");
     return *t;
@@ -651,16 +662,16 @@ private:
 
   std::string where_;
   std::vector<entry> entries_;
-  std::unordered_map<std::int32_t, std::uint32_t> index_;                 ///< id -> entries_ index
-  detail::string_map token_ids_;                                          ///< file spelling -> id
-  detail::string_map byte_tokens_;                                        ///< model vocab: decoded bytes -> id
-  detail::merge_table merges_;                                            ///< (a, b) -> (rank, a+b)
-  std::array<std::int32_t, 256> byte_ids_{};                              ///< initial symbol of each byte, or -1
+  std::unordered_map<std::int32_t, std::uint32_t> index_; ///< id -> entries_ index
+  detail::string_map token_ids_;                          ///< file spelling -> id
+  detail::string_map byte_tokens_;                        ///< model vocab: decoded bytes -> id
+  detail::merge_table merges_;                            ///< (a, b) -> (rank, a+b)
+  std::array<std::int32_t, 256> byte_ids_{};              ///< initial symbol of each byte, or -1
   std::int32_t unk_id_ = -1, vocab_size_ = 0;
   bool ignore_merges_ = false, fuse_unk_ = false;
   std::vector<detail::added_token> added_;
   detail::token_trie raw_trie_, normalized_trie_;
-  detail::regex word_re_, space_re_;                                      ///< Rust regex's \w and \s, one char
+  detail::regex word_re_, space_re_; ///< Rust regex's \w and \s, one char
   std::vector<detail::pre_step> steps_;
   std::vector<std::vector<detail::template_piece>> templates_;
 };
@@ -669,7 +680,8 @@ private:
 
 inline tokenizer tokenizer::from_json(const json& root, const std::string& where, const tokenizer_options& options) {
   using ::membound::detail::concat;
-  if (!root.is_object()) throw config_error(concat(where, ": expected a JSON object, got ", io::detail::short_dump(root)));
+  if (!root.is_object())
+    throw config_error(concat(where, ": expected a JSON object, got ", io::detail::short_dump(root)));
   const fields f(root, where);
   tokenizer t;
   t.where_ = where;
@@ -722,19 +734,23 @@ inline tokenizer tokenizer::from_json(const json& root, const std::string& where
 
 inline void tokenizer::read_model(const json& model, const std::string& where) {
   using ::membound::detail::concat;
-  if (!model.is_object()) throw config_error(concat(where, " is ", io::detail::short_dump(model), ", expected an object"));
+  if (!model.is_object())
+    throw config_error(concat(where, " is ", io::detail::short_dump(model), ", expected an object"));
   const fields f(model, where);
   if (const auto type = f.string("type"); type && *type != "BPE")
     f.fail("type", json(*type), "\"BPE\" (WordPiece, WordLevel and Unigram are not supported)");
   const json* vocab = f.find("vocab");
-  if (!vocab || !vocab->is_object()) vocab ? f.fail("vocab", *vocab, "an object token -> id") : f.missing("vocab", "an object token -> id");
+  if (!vocab || !vocab->is_object())
+    vocab ? f.fail("vocab", *vocab, "an object token -> id") : f.missing("vocab", "an object token -> id");
   const json* merges = f.find("merges");
   if (!merges || !merges->is_array()) merges ? f.fail("merges", *merges, "a list") : f.missing("merges", "a list");
   if (const json* d = f.find("dropout"); d && !(d->is_number() && d->get<double>() == 0.0))
     f.fail("dropout", *d, "null or 0 (dropout makes encoding random)");
-  if (f.boolean("byte_fallback", false)) f.fail("byte_fallback", json(true), "false (byte-level BPE needs no fallback)");
+  if (f.boolean("byte_fallback", false))
+    f.fail("byte_fallback", json(true), "false (byte-level BPE needs no fallback)");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    if (const auto s = f.string(key); s && !s->empty()) f.fail(key, json(*s), "null (WordPiece-style BPE is not supported)");
+    if (const auto s = f.string(key); s && !s->empty())
+      f.fail(key, json(*s), "null (WordPiece-style BPE is not supported)");
   ignore_merges_ = f.boolean("ignore_merges", false);
   fuse_unk_ = f.boolean("fuse_unk", false);
 
@@ -749,8 +765,8 @@ inline void tokenizer::read_model(const json& model, const std::string& where) {
                                 ", expected an id in [0, 2^31 - 1)"));
     const auto id = v.get<std::int32_t>();
     if (index_.count(id))
-      throw config_error(concat(where, ".vocab: id ", id, " is given to both ", io::detail::quoted(entries_[index_[id]].token),
-                                " and ", io::detail::quoted(it.key())));
+      throw config_error(concat(where, ".vocab: id ", id, " is given to both ",
+                                io::detail::quoted(entries_[index_[id]].token), " and ", io::detail::quoted(it.key())));
     add_entry(id, it.key());
     vocab_ids.emplace(it.key(), id);
     if (std::optional<std::string> bytes = detail::table_bytes(it.key())) byte_tokens_.emplace(std::move(*bytes), id);
@@ -779,7 +795,8 @@ inline void tokenizer::read_model(const json& model, const std::string& where) {
       if (s.rfind("#version", 0) == 0) continue;
       const std::size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        throw config_error(concat(where, ".merges[", i, "] is ", io::detail::quoted(s), ", expected two tokens separated by one space"));
+        throw config_error(concat(where, ".merges[", i, "] is ", io::detail::quoted(s),
+                                  ", expected two tokens separated by one space"));
       a = s.substr(0, sp), b = s.substr(sp + 1);
     } else if (!legacy && m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       a = m[0].get<std::string>(), b = m[1].get<std::string>();
@@ -803,10 +820,11 @@ inline void tokenizer::read_added(const json& list, const std::string& where) {
   if (!list.is_array()) throw config_error(concat(where, " is ", io::detail::short_dump(list), ", expected a list"));
   const std::size_t vocab_count = entries_.size();
   std::int64_t next_id = static_cast<std::int64_t>(vocab_count); // the library's next id for new contents
-  detail::string_map added_ids;
+  detail::string_map added_index;                                // content -> index in added_
   for (std::size_t i = 0; i < list.size(); ++i) {
     const std::string w = concat(where, "[", i, "]");
-    if (!list[i].is_object()) throw config_error(concat(w, " is ", io::detail::short_dump(list[i]), ", expected an object"));
+    if (!list[i].is_object())
+      throw config_error(concat(w, " is ", io::detail::short_dump(list[i]), ", expected an object"));
     const fields f(list[i], w);
     detail::added_token t;
     const auto content = f.string("content");
@@ -816,12 +834,15 @@ inline void tokenizer::read_added(const json& list, const std::string& where) {
     t.single_word = f.boolean("single_word", false), t.lstrip = f.boolean("lstrip", false);
     t.rstrip = f.boolean("rstrip", false), t.normalized = f.boolean("normalized", true);
     t.special = f.boolean("special", false);
-    if (std::find(added_.begin(), added_.end(), t) != added_.end()) continue; // an exact repeat: ignored
-    if (added_ids.count(t.content))
-      throw config_error(concat(w, ": ", io::detail::quoted(t.content), " is listed twice with different flags"));
     std::int64_t expected = 0;
     const auto in_vocab = token_ids_.find(t.content);
-    if (in_vocab != token_ids_.end()) {
+    if (const auto seen = added_index.find(t.content); seen != added_index.end()) {
+      const detail::added_token& first = added_[static_cast<std::size_t>(seen->second)];
+      if (std::tie(first.single_word, first.lstrip, first.rstrip, first.normalized, first.special) !=
+          std::tie(t.single_word, t.lstrip, t.rstrip, t.normalized, t.special))
+        throw config_error(concat(w, ": ", io::detail::quoted(t.content), " is listed twice with different flags"));
+      expected = first.id; // an exact repeat, which the library ignores
+    } else if (in_vocab != token_ids_.end()) {
       expected = in_vocab->second;
     } else {
       expected = next_id++;
@@ -830,13 +851,16 @@ inline void tokenizer::read_added(const json& list, const std::string& where) {
                                   io::detail::quoted(entries_[index_[t.id]].token)));
     }
     if (t.id != expected)
-      throw config_error(concat(w, ": ", io::detail::quoted(t.content), " has id ", t.id, ", but the tokenizers library gives it ",
-                                expected, " (its vocab id, or the next id after the ", vocab_count, " vocab entries)"));
-    added_ids.emplace(t.content, t.id);
+      throw config_error(concat(w, ": ", io::detail::quoted(t.content), " has id ", t.id,
+                                ", but the tokenizers library gives it ", expected,
+                                " (its vocab id, or the next id after the ", vocab_count, " vocab entries)"));
+    if (!added_index.try_emplace(t.content, static_cast<std::int32_t>(added_.size())).second) continue;
     entry& e = add_entry(t.id, t.content);
     e.special = e.special || t.special;
-    if (t.single_word && !word_re_) word_re_ = detail::regex("[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]", PCRE2_UCP | PCRE2_ANCHORED, w);
-    if ((t.lstrip || t.rstrip) && !space_re_) space_re_ = detail::regex("\\p{White_Space}", PCRE2_UCP | PCRE2_ANCHORED, w);
+    if (t.single_word && !word_re_)
+      word_re_ = detail::regex("[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]", PCRE2_UCP | PCRE2_ANCHORED, w);
+    if ((t.lstrip || t.rstrip) && !space_re_)
+      space_re_ = detail::regex("\\p{White_Space}", PCRE2_UCP | PCRE2_ANCHORED, w);
     (t.normalized ? normalized_trie_ : raw_trie_).insert(t.content, static_cast<std::int32_t>(added_.size()));
     added_.push_back(std::move(t));
   }
@@ -846,13 +870,15 @@ inline void tokenizer::read_pre_tokenizer(const json& p, const std::string& wher
   using ::membound::detail::concat;
   const std::string type = type_of(p, where);
   const fields f(p, where);
-  MEMBOUND_EXPECTS(steps_.size() < 64 && depth < 16, config_error, where, ": more than 64 pre-tokenizer steps or 16 nested Sequences");
+  MEMBOUND_EXPECTS(steps_.size() < 64 && depth < 16, config_error, where,
+                   ": more than 64 pre-tokenizer steps or 16 nested Sequences");
   if (!steps_.empty() && steps_.back().byte_level)
     throw config_error(concat(where, ": ", type, " after ByteLevel (ByteLevel must be the last step)"));
   detail::pre_step s;
   if (type == "Sequence") {
     const json* list = f.find("pretokenizers");
-    if (!list || !list->is_array()) list ? f.fail("pretokenizers", *list, "a list") : f.missing("pretokenizers", "a list");
+    if (!list || !list->is_array())
+      list ? f.fail("pretokenizers", *list, "a list") : f.missing("pretokenizers", "a list");
     for (std::size_t i = 0; i < list->size(); ++i)
       read_pre_tokenizer((*list)[i], concat(where, ".pretokenizers[", i, "]"), depth + 1);
     return;
@@ -860,29 +886,39 @@ inline void tokenizer::read_pre_tokenizer(const json& p, const std::string& wher
     s.byte_level = true;
     s.add_prefix_space = f.boolean("add_prefix_space", true);
     if (f.boolean("use_regex", true))
-      s.re = detail::regex("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", PCRE2_UCP, where);
+      s.re = detail::regex("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+                           PCRE2_UCP, where);
   } else if (type == "Split") {
     const json* pat = f.find("pattern");
-    const auto pattern_error = [&] { f.fail("pattern", pat ? *pat : json(), "{\"Regex\": \"...\"} or {\"String\": \"...\"}"); };
+    const auto pattern_error = [&] {
+      f.fail("pattern", pat ? *pat : json(), "{\"Regex\": \"...\"} or {\"String\": \"...\"}");
+    };
     if (!pat || !pat->is_object() || pat->size() != 1) pattern_error();
     const auto it = pat->begin();
     if (!it.value().is_string() || (it.key() != "Regex" && it.key() != "String")) pattern_error();
-    s.re = detail::regex(it.value().get_ref<const std::string&>(), it.key() == "Regex" ? PCRE2_UCP : PCRE2_LITERAL, where);
+    s.re =
+        detail::regex(it.value().get_ref<const std::string&>(), it.key() == "Regex" ? PCRE2_UCP : PCRE2_LITERAL, where);
     const auto behavior = f.string("behavior");
     using sb = detail::split_behavior;
-    static const std::pair<const char*, sb> names[] = {{"Removed", sb::removed}, {"Isolated", sb::isolated},
-        {"MergedWithPrevious", sb::merged_with_previous}, {"MergedWithNext", sb::merged_with_next}, {"Contiguous", sb::contiguous}};
-    const auto b = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return behavior && *behavior == n.first; });
+    static const std::pair<const char*, sb> names[] = {{"Removed", sb::removed},
+                                                       {"Isolated", sb::isolated},
+                                                       {"MergedWithPrevious", sb::merged_with_previous},
+                                                       {"MergedWithNext", sb::merged_with_next},
+                                                       {"Contiguous", sb::contiguous}};
+    const auto b = std::find_if(std::begin(names), std::end(names),
+                                [&](const auto& n) { return behavior && *behavior == n.first; });
     if (b == std::end(names))
-      f.fail("behavior", behavior ? json(*behavior) : json(), "\"Removed\", \"Isolated\", \"MergedWithPrevious\", \"MergedWithNext\" or \"Contiguous\"");
+      f.fail("behavior", behavior ? json(*behavior) : json(),
+             "\"Removed\", \"Isolated\", \"MergedWithPrevious\", \"MergedWithNext\" or \"Contiguous\"");
     s.behavior = b->second;
     s.invert = f.boolean("invert", false);
   } else if (type == "Digits") {
     // char::is_numeric is \p{N}; individual digits isolate each, otherwise runs are contiguous
     s.re = detail::regex(f.boolean("individual_digits", false) ? "\\p{N}" : "\\p{N}+", PCRE2_UCP, where);
   } else {
-    f.fail("type", json(type), "\"ByteLevel\", \"Split\", \"Digits\" or \"Sequence\" (Metaspace and word-level "
-                               "pre-tokenizers are not supported)");
+    f.fail("type", json(type),
+           "\"ByteLevel\", \"Split\", \"Digits\" or \"Sequence\" (Metaspace and word-level "
+           "pre-tokenizers are not supported)");
   }
   steps_.push_back(std::move(s));
 }
@@ -898,13 +934,15 @@ inline void tokenizer::read_post_processor(const json& p, const std::string& whe
     MEMBOUND_EXPECTS(list->size() <= 16, config_error, where, ": more than 16 processors");
     for (std::size_t i = 0; i < list->size(); ++i) {
       const std::string w = concat(where, ".processors[", i, "]");
-      if (type_of((*list)[i], w) == "Sequence") throw config_error(w + ": nested Sequence post-processors are not supported");
+      if (type_of((*list)[i], w) == "Sequence")
+        throw config_error(w + ": nested Sequence post-processors are not supported");
       read_post_processor((*list)[i], w);
     }
     return;
   }
   if (type != "TemplateProcessing")
-    f.fail("type", json(type), "\"TemplateProcessing\", \"ByteLevel\" or \"Sequence\" (Bert/Roberta processors are not supported)");
+    f.fail("type", json(type),
+           "\"TemplateProcessing\", \"ByteLevel\" or \"Sequence\" (Bert/Roberta processors are not supported)");
   const json* specials = f.find("special_tokens");
   if (specials && !specials->is_object()) f.fail("special_tokens", *specials, "an object name -> {id, ids, tokens}");
   const auto pieces = [&](const char* key) {
@@ -914,8 +952,11 @@ inline void tokenizer::read_post_processor(const json& p, const std::string& whe
     for (std::size_t i = 0; i < list->size(); ++i) {
       const json& pc = (*list)[i];
       const std::string w = concat(where, ".", key, "[", i, "]");
-      const auto bad = [&] { throw config_error(concat(w, " is ", io::detail::short_dump(pc), ", expected {\"Sequence\": {\"id\": \"A\"|\"B\"}} or "
-                                                       "{\"SpecialToken\": {\"id\": name}}")); };
+      const auto bad = [&] {
+        throw config_error(concat(w, " is ", io::detail::short_dump(pc),
+                                  ", expected {\"Sequence\": {\"id\": \"A\"|\"B\"}} or "
+                                  "{\"SpecialToken\": {\"id\": name}}"));
+      };
       if (!pc.is_object() || pc.size() != 1 || !pc.begin().value().is_object()) bad();
       const json& body = pc.begin().value();
       const auto id = fields(body, w).string("id");
@@ -923,11 +964,13 @@ inline void tokenizer::read_post_processor(const json& p, const std::string& whe
       detail::template_piece piece;
       if (pc.begin().key() == "Sequence") {
         if (*id != "A" && *id != "B") bad();
-        if (*id == "B" && std::string_view(key) == "single") throw config_error(w + ": $B in the single-sequence template");
+        if (*id == "B" && std::string_view(key) == "single")
+          throw config_error(w + ": $B in the single-sequence template");
         piece.sequence = true;
       } else if (pc.begin().key() == "SpecialToken") {
         const json* tok = specials ? fields(*specials, where).find(*id) : nullptr;
-        if (!tok || !tok->is_object()) throw config_error(concat(w, ": special token ", io::detail::quoted(*id), " is not in special_tokens"));
+        if (!tok || !tok->is_object())
+          throw config_error(concat(w, ": special token ", io::detail::quoted(*id), " is not in special_tokens"));
         const json* ids = fields(*tok, w).find("ids");
         if (!ids || !ids->is_array()) fields(*tok, w).fail("ids", ids ? *ids : json(), "a list of token ids");
         for (const json& x : *ids) {
