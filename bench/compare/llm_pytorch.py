@@ -9,10 +9,11 @@ Per model size the script writes a Hugging Face folder of random weights (fixed 
     from that folder, eval(), torch.inference_mode(), eager attention; a 64-token prompt prefilled
     with a DynamicCache, then decode steps of one token (model(input_ids, past_key_values=cache)),
     timed over --reps repetitions of at least --min-time/--reps seconds; tokens/s = 1 / median
-    seconds per step. The context grows by the steps taken (a few hundred at most).
+    seconds per step. The cache is cropped back to 64 tokens when it reaches 128 (DynamicCache.crop,
+    inside the timing), so the context stays between 64 and 128 as on membound's side.
   - membound: BIN (bench_llm) with MEMBOUND_LLM_MODEL=<the folder>, filter decode_model_T<threads>,
     --benchmark_repetitions=3; tokens/s = the median repetition (the same prompt of 64 tokens; its
-    context is reset to 64 when it reaches 1024).
+    context is reset to 64 when it reaches 128).
 Sizes: small (C 256, 4 layers, 8 heads / 4 KV heads of 32, MLP 704, vocabulary 8000: 7.3 M
 parameters, where per-operator overhead dominates; target 3x) and big (C 2048, 6 layers, 16 / 8
 heads of 128, MLP 5632, vocabulary 32000: 348 M parameters, 1.39 GB, beyond the last-level cache;
@@ -89,6 +90,8 @@ def worker(args):
         model(input_ids=prompt, past_key_values=cache, use_cache=True)
 
         def step():
+            if cache.get_seq_length() >= 128:
+                cache.crop(PROMPT)
             model(input_ids=tok, past_key_values=cache, use_cache=True)
 
         t_end = time.perf_counter() + 0.5

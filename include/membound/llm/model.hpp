@@ -34,7 +34,6 @@
 #include <vector>
 
 #include "membound/backend/cpu/activation.hpp"
-#include "membound/backend/cpu/convert.hpp"
 #include "membound/backend/cpu/gemm.hpp"
 #include "membound/backend/cpu/matvec.hpp"
 #include "membound/backend/cpu/norm.hpp"
@@ -69,23 +68,34 @@ struct state_config {
 
 namespace detail {
 
-/// Rows [r0, r1) of W (M,K) widened to float in `out` ((r1 - r0) x K).
+/// Rows [r0, r1) of W (M,K) widened to float in `out` ((r1 - r0) x K), exactly (bf16: a shift;
+/// f16: the exact conversion). A plain loop the compiler vectorises; it runs once per 64 weight
+/// rows of a multi-row product and once per embedding row.
 inline void widen_rows(const matrix& w, index_t r0, index_t r1, float* out) {
   const std::size_t n = static_cast<std::size_t>((r1 - r0) * w.cols);
   const std::size_t off = static_cast<std::size_t>(r0 * w.cols);
   switch (w.type) {
-  case dtype::bf16: cpu::convert(std::span<const bf16>(static_cast<const bf16*>(w.data) + off, n), std::span<float>(out, n)); break;
-  case dtype::f16: cpu::convert(std::span<const f16>(static_cast<const f16*>(w.data) + off, n), std::span<float>(out, n)); break;
+  case dtype::bf16: {
+    const bf16* p = static_cast<const bf16*>(w.data) + off;
+    for (std::size_t i = 0; i < n; ++i) out[i] = p[i].to_float();
+    break;
+  }
+  case dtype::f16: {
+    const f16* p = static_cast<const f16*>(w.data) + off;
+    for (std::size_t i = 0; i < n; ++i) out[i] = p[i].to_float();
+    break;
+  }
   default: std::copy_n(static_cast<const float*>(w.data) + off, n, out); break;
   }
 }
 
-/// y (1,M) = x (1,K) W^T, rows of W split over the threads in blocks of 64 (each row is one
-/// thread's fixed-order sum, so the result does not depend on the thread count).
+/// y (1,M) = x (1,K) W^T, the rows of W split into one contiguous run per thread (boundaries on
+/// multiples of 16 rows). Each row is one fixed-order sum whatever run it falls in, so the result
+/// does not depend on the thread count.
 inline void matvec_rows(const matrix& w, const float* x, float* y) {
-  const index_t m = w.rows, k = w.cols, blocks = (m + 63) / 64;
-  const auto run = [&](index_t blk) {
-    const index_t r0 = blk * 64, r1 = std::min(m, r0 + 64);
+  const index_t m = w.rows, k = w.cols;
+  const auto run = [&](index_t r0, index_t r1) {
+    if (r1 <= r0) return;
     const std::span<const float> xs(x, static_cast<std::size_t>(k));
     const std::span<float> ys(y + r0, static_cast<std::size_t>(r1 - r0));
     switch (w.type) {
@@ -95,13 +105,15 @@ inline void matvec_rows(const matrix& w, const float* x, float* y) {
     }
   };
 #if defined(_OPENMP)
-  if (blocks >= 4 && omp_get_max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (index_t blk = 0; blk < blocks; ++blk) run(blk);
+  const index_t threads = std::min<index_t>(omp_get_max_threads(), m / 64);
+  if (threads > 1) {
+    const index_t per = (m + threads - 1) / threads, step = (per + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+    for (index_t t = 0; t < threads; ++t) run(t * step, std::min(m, (t + 1) * step));
     return;
   }
 #endif
-  for (index_t blk = 0; blk < blocks; ++blk) run(blk);
+  run(0, m);
 }
 
 } // namespace detail
