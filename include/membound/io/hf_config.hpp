@@ -294,13 +294,23 @@ inline model_config parse_model_config(std::string_view text, const std::string&
   return c;
 }
 
-/// Reads `path` (a config.json) and parses it. @throws io_error, format_error, config_error.
-inline model_config load_model_config(const std::filesystem::path& path) {
-  const detail::mapped_file file = detail::mapped_file::open(path, load_mode::mmap);
+namespace detail {
+/// Maps a config file and hands its text to `parse` (size checked before anything is read).
+template <class Parse>
+auto with_config_text(const std::filesystem::path& path, Parse parse) {
+  const mapped_file file = mapped_file::open(path, load_mode::mmap);
   const auto raw = file.bytes();
   MEMBOUND_EXPECTS(raw.size() <= hf_config_max_bytes, config_error, path.string(), ": ", raw.size(),
                    " bytes, expected at most ", hf_config_max_bytes);
-  return parse_model_config(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()), path.string());
+  return parse(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()), path.string());
+}
+} // namespace detail
+
+/// Reads `path` (a config.json) and parses it. @throws io_error, format_error, config_error.
+inline model_config load_model_config(const std::filesystem::path& path) {
+  return detail::with_config_text(path, [](std::string_view text, const std::string& where) {
+    return parse_model_config(text, where);
+  });
 }
 
 /// Parses a generation_config.json text. @throws config_error, format_error.
@@ -326,11 +336,9 @@ inline generation_config parse_generation_config(std::string_view text, const st
 
 /// Reads and parses a generation_config.json. @throws io_error, format_error, config_error.
 inline generation_config load_generation_config(const std::filesystem::path& path) {
-  const detail::mapped_file file = detail::mapped_file::open(path, load_mode::mmap);
-  const auto raw = file.bytes();
-  MEMBOUND_EXPECTS(raw.size() <= hf_config_max_bytes, config_error, path.string(), ": ", raw.size(),
-                   " bytes, expected at most ", hf_config_max_bytes);
-  return parse_generation_config(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()), path.string());
+  return detail::with_config_text(path, [](std::string_view text, const std::string& where) {
+    return parse_generation_config(text, where);
+  });
 }
 
 } // namespace io

@@ -428,19 +428,32 @@ private:
     return a.data();
   }
 
+  /// Rows [0, n) of a forward pass sit at s.positions_[0, n): checks the sliding window, builds
+  /// the RoPE table for them and embeds the tokens into s.x_. Returns whether the policy reads
+  /// the attention mass (h2o: every query's; tova: the newest query's).
+  struct mass_needs {
+    bool h2o = false, tova = false;
+  };
+  mass_needs begin_forward(state& s, std::span<const std::int32_t> tokens, index_t n) const {
+    const index_t D = cfg_.head_dim;
+    if (cfg_.sliding_window)
+      for (index_t r = 0; r < n; ++r)
+        MEMBOUND_EXPECTS(s.positions_[static_cast<std::size_t>(r)] < *cfg_.sliding_window, config_error,
+                         "llm::model: position ", s.positions_[static_cast<std::size_t>(r)], " is past the sliding window (",
+                         *cfg_.sliding_window, "); windowed attention is not implemented");
+    rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
+                view<float>(s.cos_.data(), {n, D / 2}), view<float>(s.sin_.data(), {n, D / 2}));
+    embed(s, tokens);
+    const bool cuts = !s.ev_.keeps_all();
+    return {cuts && std::holds_alternative<kv::h2o>(s.ev_.policy), cuts && std::holds_alternative<kv::tova>(s.ev_.policy)};
+  }
+
   void forward_chunk(state& s, index_t b, std::span<const std::int32_t> tokens) const {
     const index_t n = static_cast<index_t>(tokens.size());
     const index_t H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim, grp = H / G;
     const index_t pos0 = s.pos_[static_cast<std::size_t>(b)];
-    MEMBOUND_EXPECTS(!cfg_.sliding_window || pos0 + n <= *cfg_.sliding_window, config_error, "llm::model: position ",
-                     pos0 + n - 1, " is past the sliding window (", *cfg_.sliding_window,
-                     "); windowed attention is not implemented");
     for (index_t t = 0; t < n; ++t) s.positions_[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(pos0 + t);
-    rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
-                view<float>(s.cos_.data(), {n, D / 2}), view<float>(s.sin_.data(), {n, D / 2}));
-    embed(s, tokens);
-    const bool h2o = std::holds_alternative<kv::h2o>(s.ev_.policy) && !s.ev_.keeps_all();
-    const bool tova = std::holds_alternative<kv::tova>(s.ev_.policy) && !s.ev_.keeps_all();
+    const auto [h2o, tova] = begin_forward(s, tokens, n);
     for (index_t l = 0; l < cfg_.num_layers; ++l) {
       const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
       kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
@@ -495,16 +508,7 @@ private:
     const index_t B = s.batch();
     const index_t H = cfg_.num_heads, G = cfg_.num_kv_heads, D = cfg_.head_dim;
     for (index_t b = 0; b < B; ++b) s.positions_[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(s.pos_[static_cast<std::size_t>(b)]);
-    if (cfg_.sliding_window)
-      for (index_t b = 0; b < B; ++b)
-        MEMBOUND_EXPECTS(s.positions_[static_cast<std::size_t>(b)] < *cfg_.sliding_window, config_error,
-                         "llm::model: position ", s.positions_[static_cast<std::size_t>(b)], " is past the sliding window (",
-                         *cfg_.sliding_window, "); windowed attention is not implemented");
-    rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(B)),
-                view<float>(s.cos_.data(), {B, D / 2}), view<float>(s.sin_.data(), {B, D / 2}));
-    embed(s, tokens);
-    const bool h2o = std::holds_alternative<kv::h2o>(s.ev_.policy) && !s.ev_.keeps_all();
-    const bool tova = std::holds_alternative<kv::tova>(s.ev_.policy) && !s.ev_.keeps_all();
+    const auto [h2o, tova] = begin_forward(s, tokens, B);
     for (index_t l = 0; l < cfg_.num_layers; ++l) {
       const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
       kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];

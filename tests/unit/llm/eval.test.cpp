@@ -12,17 +12,14 @@
 
 #include "membound/io/safetensors.hpp"
 #include "membound/llm/eval.hpp"
+#include "llm_fixtures.hpp"
 
 using namespace membound;
 namespace fs = std::filesystem;
 
 namespace {
-const fs::path fixtures = fs::path(MEMBOUND_FIXTURES_DIR) / "llm";
-
-std::vector<std::int32_t> ids(const io::safetensors& ref, const char* name) {
-  const array<std::int64_t> a = ref.load<std::int64_t>(name);
-  return std::vector<std::int32_t>(a.span().begin(), a.span().end());
-}
+using llm_test::fixtures;
+using llm_test::ids;
 
 /// -log softmax(row)[target] in double, independently of the library.
 double nll_of(const float* row, index_t v, std::int32_t target) {

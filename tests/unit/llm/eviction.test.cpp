@@ -15,19 +15,15 @@
 #include "membound/io/safetensors.hpp"
 #include "membound/kv/retention_gate.hpp"
 #include "membound/llm/generate.hpp"
+#include "llm_fixtures.hpp"
 #include "membound/nn/parameters.hpp"
 
 using namespace membound;
 namespace fs = std::filesystem;
 
 namespace {
-const fs::path fixtures = fs::path(MEMBOUND_FIXTURES_DIR) / "llm";
-
-std::vector<std::int32_t> prompt_of(const char* name) {
-  const io::safetensors ref = io::safetensors::open(fixtures / name / "reference.safetensors");
-  const array<std::int64_t> a = ref.load<std::int64_t>("prompt");
-  return std::vector<std::int32_t>(a.span().begin(), a.span().end());
-}
+using llm_test::fixtures;
+using llm_test::prompt_of;
 
 /// Prefill in chunks, then `steps` teacher-forced decode steps (token = step index); returns every
 /// step's logits, and checks after each call that no head holds more than budget + buffer - 1.

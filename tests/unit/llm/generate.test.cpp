@@ -11,17 +11,14 @@
 
 #include "membound/io/safetensors.hpp"
 #include "membound/llm/generate.hpp"
+#include "llm_fixtures.hpp"
 
 using namespace membound;
 namespace fs = std::filesystem;
 
 namespace {
-const fs::path fixtures = fs::path(MEMBOUND_FIXTURES_DIR) / "llm";
-
-std::vector<std::int32_t> ids(const io::safetensors& ref, const char* name) {
-  const array<std::int64_t> a = ref.load<std::int64_t>(name);
-  return std::vector<std::int32_t>(a.span().begin(), a.span().end());
-}
+using llm_test::fixtures;
+using llm_test::ids;
 
 /// Frequencies of n draws.
 std::vector<double> histogram(llm::sampler& s, std::span<const float> logits, int n) {

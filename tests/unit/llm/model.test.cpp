@@ -14,13 +14,14 @@
 #include "membound/io/hf_config.hpp"
 #include "membound/io/safetensors.hpp"
 #include "membound/llm/model.hpp"
+#include "llm_fixtures.hpp"
 
 using namespace membound;
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path fixtures = fs::path(MEMBOUND_FIXTURES_DIR) / "llm";
+using llm_test::fixtures;
 
 /// max |a - ref| / max |ref| over all elements.
 double rel_err(view<const float> a, view<const float> ref) {
@@ -33,13 +34,6 @@ double rel_err(view<const float> a, view<const float> ref) {
     m = std::max(m, static_cast<double>(std::abs(rs[i])));
   }
   return d / m;
-}
-
-std::vector<std::int32_t> ids_of(const io::safetensors& ref, const char* name) {
-  const array<std::int64_t> a = ref.load<std::int64_t>(name);
-  std::vector<std::int32_t> v(static_cast<std::size_t>(a.size()));
-  for (index_t i = 0; i < a.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(a[i]);
-  return v;
 }
 
 std::int32_t argmax(const float* p, index_t n) { return static_cast<std::int32_t>(std::max_element(p, p + n) - p); }
@@ -57,7 +51,7 @@ TEST_CASE("llm::model matches transformers on every fixture architecture") {
     const index_t V = m.config().vocab_size;
 
     // prefill: every row's logits, in one chunk and in chunks of 4 (the cache prefix path)
-    const std::vector<std::int32_t> prompt = ids_of(ref, "prompt");
+    const std::vector<std::int32_t> prompt = llm_test::ids(ref, "prompt");
     const array<float> want = ref.load<float>("prefill_logits");
     const index_t T = static_cast<index_t>(prompt.size());
     for (index_t chunk : {index_t(512), index_t(4)}) {
@@ -70,7 +64,7 @@ TEST_CASE("llm::model matches transformers on every fixture architecture") {
     }
 
     // greedy decode, step by step: logits per step and the tokens themselves
-    const std::vector<std::int32_t> gen = ids_of(ref, "generated");
+    const std::vector<std::int32_t> gen = llm_test::ids(ref, "generated");
     const array<float> dec = ref.load<float>("decode_logits");
     llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4});
     array<float> row({1, V});
@@ -111,7 +105,7 @@ TEST_CASE("llm::model decode does not depend on the thread count") {
   // the rows of each matrix are split over threads in fixed blocks: results are bit-identical
   const llm::model m = llm::model::load(fixtures / "qwen3_bf16");
   const io::safetensors ref = io::safetensors::open(fixtures / "qwen3_bf16" / "reference.safetensors");
-  const std::vector<std::int32_t> prompt = ids_of(ref, "prompt");
+  const std::vector<std::int32_t> prompt = llm_test::ids(ref, "prompt");
   const index_t V = m.config().vocab_size;
   auto run = [&] {
     llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .chunk = 1});
