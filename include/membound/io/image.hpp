@@ -32,6 +32,7 @@
 /// Linking: the stb implementation lives in a library (Debian: libstb-dev, `pkg-config stb`,
 /// `-lstb`); this header only declares it and never defines STB_IMAGE_IMPLEMENTATION.
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstddef>
@@ -160,12 +161,80 @@ inline std::string png_structure_error(std::span<const std::byte> b) {
   }
 }
 
+/// The tables a JPEG has defined so far, as stb's decoder sees them (DQT, DHT), and its frame.
+struct jpeg_tables {
+  bool quant[4] = {}, dc[4] = {}, ac[4] = {};
+  bool frame = false, progressive = false;
+  unsigned comp_id[4] = {}, comp_tq[4] = {};
+  unsigned comps = 0;
+};
+
+/// Reads one DQT, DHT, SOF or SOS payload [p, e) into `t`; for SOS, checks that every table the
+/// scan will read is defined. stb allocates its decoder state without clearing it, so a scan that
+/// names a Huffman table no DHT defined reads uninitialised lookup tables (a wild read, found by
+/// fuzzing), and an undefined quantisation table gives undefined pixels. Malformed payloads are
+/// left to stb, which refuses them. Empty string when fine, else what is wrong.
+inline std::string jpeg_segment_error(unsigned m, std::span<const std::byte> b, std::size_t p, std::size_t e,
+                                      jpeg_tables& t) {
+  const auto u8 = [&](std::size_t i) { return static_cast<unsigned>(b[i]); };
+  if (m == 0xdb) { // DQT: (precision << 4 | id), then 64 values of 1 or 2 bytes
+    while (p < e) {
+      const unsigned pq = u8(p) >> 4, tq = u8(p) & 15;
+      const std::size_t size = 1 + 64 * (pq == 0 ? 1 : 2);
+      if (pq > 1 || tq > 3 || size > e - p) break;
+      t.quant[tq] = true;
+      p += size;
+    }
+  } else if (m == 0xc4) { // DHT: (class << 4 | id), 16 counts, the symbols
+    while (e - p >= 17) {
+      const unsigned tc = u8(p) >> 4, th = u8(p) & 15;
+      std::size_t symbols = 0;
+      for (std::size_t i = 1; i <= 16; ++i) symbols += u8(p + i);
+      if (tc > 1 || th > 3 || symbols > e - p - 17) break;
+      (tc == 0 ? t.dc : t.ac)[th] = true;
+      p += 17 + symbols;
+    }
+  } else if (m >= 0xc0 && m <= 0xc2) { // SOF0..2: precision, height, width, components (id, sampling, tq)
+    if (e - p < 6) return {};
+    t.frame = true;
+    t.progressive = m == 0xc2;
+    t.comps = std::min(u8(p + 5), 4u);
+    for (unsigned c = 0; c < t.comps && p + 6 + 3 * c + 2 < e; ++c) {
+      t.comp_id[c] = u8(p + 6 + 3 * c);
+      t.comp_tq[c] = u8(p + 6 + 3 * c + 2) & 3;
+    }
+  } else if (m == 0xda) { // SOS: components (id, dc << 4 | ac), Ss, Se, Ah << 4 | Al
+    if (!t.frame || e - p < 1) return {};
+    const unsigned ns = u8(p);
+    if (e - p < 1 + 2 * static_cast<std::size_t>(ns) + 3) return {};
+    const unsigned ss = u8(p + 1 + 2 * ns);
+    for (unsigned i = 0; i < ns; ++i) {
+      const unsigned id = u8(p + 1 + 2 * i), td = u8(p + 2 + 2 * i) >> 4, ta = u8(p + 2 + 2 * i) & 15;
+      if (td > 3 || ta > 3) return {}; // stb refuses it
+      for (unsigned c = 0; c < t.comps; ++c) {
+        if (t.comp_id[c] != id) continue;
+        if (!t.quant[t.comp_tq[c]])
+          return ::membound::detail::concat("bad JPEG: component ", id, " uses quantisation table ", t.comp_tq[c],
+                                            ", which no DQT defines before its scan");
+        const bool needs_dc = !t.progressive || ss == 0, needs_ac = !t.progressive || ss > 0;
+        if (needs_dc && !t.dc[td])
+          return ::membound::detail::concat("bad JPEG: a scan reads DC Huffman table ", td, ", which no DHT defines");
+        if (needs_ac && !t.ac[ta])
+          return ::membound::detail::concat("bad JPEG: a scan reads AC Huffman table ", ta, ", which no DHT defines");
+      }
+    }
+  }
+  return {};
+}
+
 /// Walks the markers of a JPEG (after SOI) to EOI, skipping segments by their length and
-/// entropy-coded data by its byte stuffing. Empty string when EOI is reached, else what is wrong.
-/// O(bytes); reads only within `b`.
+/// entropy-coded data by its byte stuffing, and checks that every scan's tables are defined
+/// (`jpeg_segment_error`). Empty string when EOI is reached, else what is wrong. O(bytes); reads
+/// only within `b`.
 inline std::string jpeg_structure_error(std::span<const std::byte> b) {
   const std::size_t n = b.size();
   const auto u8 = [&](std::size_t i) { return static_cast<unsigned>(b[i]); };
+  jpeg_tables tables;
   std::size_t pos = 2;
   while (true) {
     while (pos < n && u8(pos) != 0xff) ++pos; // stray bytes: left to stb to judge
@@ -178,6 +247,7 @@ inline std::string jpeg_structure_error(std::span<const std::byte> b) {
     const std::size_t len = (u8(pos) << 8) | u8(pos + 1);
     if (len < 2) return ::membound::detail::concat("bad JPEG: marker ", hex_byte(m), " has length ", len);
     if (len > n - pos) return "truncated JPEG: the data ends inside a marker segment";
+    if (std::string err = jpeg_segment_error(m, b, pos + 2, pos + len, tables); !err.empty()) return err;
     pos += len;
     if (m == 0xda) { // SOS: entropy-coded data up to the next marker other than RSTn
       while (pos + 1 < n) {

@@ -184,6 +184,33 @@ TEST_CASE("io::decode_image: bad inputs are format_errors naming the input") {
       CHECK_THROWS_AS(io::decode_image(std::span<const std::byte>(jpg.data(), n), "prefix"), format_error);
     }
   }
+  SUBCASE("JPEG scans that read undefined tables (stb would read uninitialised memory)") {
+    // turn the first segment with `marker` whose first payload byte passes `pick` into an APP4 segment
+    const auto hide = [&](unsigned marker, auto pick) {
+      auto bad = jpg;
+      for (std::size_t pos = 2; pos + 4 < bad.size();) {
+        REQUIRE(std::to_integer<unsigned>(bad[pos]) == 0xff);
+        const unsigned m = std::to_integer<unsigned>(bad[pos + 1]);
+        const std::size_t len = (std::to_integer<std::size_t>(bad[pos + 2]) << 8) | std::to_integer<std::size_t>(bad[pos + 3]);
+        if (m == marker && pick(std::to_integer<unsigned>(bad[pos + 4]))) {
+          bad[pos + 1] = std::byte{0xe4};
+          return bad;
+        }
+        REQUIRE(m != 0xda); // the tables come before the first scan
+        pos += 2 + len;
+      }
+      FAIL("no such segment");
+      return bad;
+    };
+    const auto ac = hide(0xc4, [](unsigned tc_th) { return (tc_th >> 4) == 1; });
+    CHECK_THROWS_WITH_AS(io::decode_image(ac, "noac.jpg"), doctest::Contains("noac.jpg: bad JPEG: a scan reads AC Huffman table"),
+                         format_error);
+    const auto dc = hide(0xc4, [](unsigned tc_th) { return (tc_th >> 4) == 0; });
+    CHECK_THROWS_WITH_AS(io::decode_image(dc, "nodc.jpg"), doctest::Contains("nodc.jpg: bad JPEG: a scan reads DC Huffman table"),
+                         format_error);
+    const auto dq = hide(0xdb, [](unsigned) { return true; });
+    CHECK_THROWS_WITH_AS(io::decode_image(dq, "nodqt.jpg"), doctest::Contains("nodqt.jpg: bad JPEG: component"), format_error);
+  }
   SUBCASE("corrupt compressed data: stb's reason") {
     auto bad = png;
     // the first IDAT's zlib header
