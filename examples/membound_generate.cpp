@@ -39,7 +39,8 @@ namespace {
   std::fprintf(stderr,
                "usage: %s MODEL_DIR [--prompt TEXT | --ids 1,2,3] [--policy NAME] [--budget N] [--buffer N]\n"
                "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--chunk N]\n"
-               "       [--threads N] [--gates FILE] [--raw]\n",
+               "       [--threads N] [--gates FILE] [--raw]\n"
+               "  NAME: a policy, optionally @uniform, @pyramid, @adakv or @global (e.g. snapkv@adakv)\n",
                argv0);
   std::exit(2);
 }

@@ -26,7 +26,10 @@ MKL / oneDNN (no Debian BLAS is involved); with Debian's torch install libopenbl
 
 Usage:
     .venv-llm/bin/python bench/compare/llm_pytorch.py --membound build/release/bench/bench_llm
-        [--sizes small,big] [--threads 1,2] [--min-time 3] [--reps 5]
+        [--sizes small,big] [--threads 1,2] [--dtypes f32,bf16] [--min-time 3] [--reps 5]
+With --dtypes bf16 the folder is written again in bf16 (<folder>_bf16, the f32 weights rounded to
+nearest even): membound reads it as stored and widens in its kernels; PyTorch runs the model in
+torch.bfloat16 (its CPU bf16 linear layers). The targets apply to f32.
 """
 import argparse
 import json
@@ -37,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 SIZES = {
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, head_dim=32,
@@ -75,13 +80,26 @@ def write_model(size):
     return path
 
 
+def write_bf16_folder(src):
+    """A bf16 copy of a folder: the f32 weights rounded to nearest even (torch's .to(bfloat16))."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    dst = src + "_bf16"
+    if os.path.exists(os.path.join(dst, "config.json")):
+        return dst
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(dst)
+    return dst
+
+
 def worker(args):
     threads = args.worker_threads
     os.sched_setaffinity(0, set(range(threads)))
     import torch
     from transformers import AutoModelForCausalLM, DynamicCache
     torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(args.worker_model, dtype=torch.float32, attn_implementation="eager").eval()
+    dtype = torch.bfloat16 if args.worker_dtype == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(args.worker_model, dtype=dtype, attn_implementation="eager").eval()
     vocab = model.config.vocab_size
     prompt = torch.tensor([[(i * 37) % vocab for i in range(PROMPT)]])
     tok = torch.tensor([[5]])
@@ -127,31 +145,37 @@ def main():
     ap.add_argument("--membound", help="bench_llm binary")
     ap.add_argument("--sizes", default="small,big")
     ap.add_argument("--threads", default="1")
+    ap.add_argument("--dtypes", default="f32", help="f32 and/or bf16 (membound reads the bf16 folder as stored; "
+                    "PyTorch runs the model in torch.bfloat16)")
     ap.add_argument("--min-time", type=float, default=3.0)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--worker-model", help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-dtype", default="f32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_model:
         worker(args)
         return
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs", file=sys.stderr)
-    print(f"{'model':6} {'threads':>7} {'params':>10} {'PyTorch tok/s':>14} {'membound tok/s':>15} {'ratio':>7} {'target':>7}")
+    print(f"{'model':6} {'dtype':5} {'threads':>7} {'params':>10} {'PyTorch tok/s':>14} {'membound tok/s':>15} "
+          f"{'ratio':>7} {'target':>7}")
     for size in args.sizes.split(","):
-        model_dir = write_model(size)
-        for threads in (int(t) for t in args.threads.split(",")):
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                       OPENBLAS_NUM_THREADS=str(threads))
-            res = subprocess.run([args.python, __file__, "--worker-model", model_dir, "--worker-threads", str(threads),
-                                  "--min-time", str(args.min_time), "--reps", str(args.reps)],
-                                 env=env, check=True, capture_output=True, text=True)
-            pt = json.loads(res.stdout.strip().splitlines()[-1])
-            mb = run_membound(args.membound, model_dir, threads) if args.membound else float("nan")
-            target = {"small": 3.0, "big": 1.5}[size]
-            print(f"{size:6} {threads:7d} {pt['params'] / 1e6:9.1f}M {pt['tokens_per_s']:14.2f} {mb:15.2f} "
-                  f"{mb / pt['tokens_per_s']:7.2f} {target:7.1f}", flush=True)
-    print(f"(PyTorch {pt['torch']}, eager attention, f32; membound bench_llm decode_model_T*)", file=sys.stderr)
+        for dtype in args.dtypes.split(","):
+            model_dir = write_model(size) if dtype == "f32" else write_bf16_folder(write_model(size))
+            for threads in (int(t) for t in args.threads.split(",")):
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                           OPENBLAS_NUM_THREADS=str(threads))
+                res = subprocess.run([args.python, __file__, "--worker-model", model_dir, "--worker-threads",
+                                      str(threads), "--worker-dtype", dtype, "--min-time", str(args.min_time),
+                                      "--reps", str(args.reps)], env=env, check=True, capture_output=True, text=True)
+                pt = json.loads(res.stdout.strip().splitlines()[-1])
+                mb = run_membound(args.membound, model_dir, threads) if args.membound else float("nan")
+                target = {"small": 3.0, "big": 1.5}[size] if dtype == "f32" else float("nan")
+                print(f"{size:6} {dtype:5} {threads:7d} {pt['params'] / 1e6:9.1f}M {pt['tokens_per_s']:14.2f} "
+                      f"{mb:15.2f} {mb / pt['tokens_per_s']:7.2f} {target:7.1f}", flush=True)
+    print(f"(PyTorch {pt['torch']}, eager attention; membound bench_llm decode_model_T*; the targets are for f32)",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -172,7 +173,8 @@ private:
   std::vector<index_t> budgets_;
   std::vector<kv::query_window> windows_; // per layer, for snapkv / expected_attention
   kv::evictor evictor_;
-  array<float> mass_, colsum_;
+  array<float> mass_, colsum_, alloc_scores_; // alloc_scores_, alloc_masks_: adakv / global
+  std::vector<std::int32_t> alloc_masks_;
   std::vector<float> mass_scratch_;
   std::vector<kv::retention_gate> gates_; // trim_kv: views of the shared gates, own workspace
   array<float> log_beta_, token_state_;   // (rows, G), (rows, 2)
@@ -200,7 +202,11 @@ public:
   /// A state for this model under an eviction policy (default: none). max_tokens defaults to
   /// max_position_embeddings when 0. Each layer's pool holds B G heads of
   /// min(max_tokens, budget_l + buffer - 1 + chunk) tokens when the policy evicts (a head is cut
-  /// back to budget_l after every chunk and step), else of max_tokens. Policies that read recent
+  /// back to budget_l after every chunk and step), else of max_tokens. Under adakv a layer's pool holds
+  /// the same G (budget_l + buffer - 1 + chunk) tokens per sequence, shared by its heads, plus a
+  /// partial page per head; under global L times that (one layer may take most of the model's
+  /// count), while the pages in use (cache_bytes) stay within the model's budget. Their cuts
+  /// allocate O(tokens scored) scratch each. Policies that read recent
   /// queries get a window of min(window, budget - 1) rows per layer (at least 1); expected_attention
   /// keeps min(4, budget - 1) sinks, so that every budget >= 1 is a valid configuration.
   /// @throws config_error for batch, page_tokens or chunk < 1, max_tokens past
@@ -229,11 +235,23 @@ public:
       if (ev.needs_queries())
         for (index_t l = 0; l < cfg_.num_layers; ++l) s.windows_.emplace_back(sc.batch, H, D, w);
     }
+    if (!ev.keeps_all() && ev.by_score())
+      if (const auto* tk = std::get_if<kv::trim_kv>(&ev.policy))
+        MEMBOUND_EXPECTS(!tk->threshold_mode(), config_error,
+                         "llm::eviction: trim_kv in threshold mode (alpha > 0) keeps what passes, not a budget; the adakv "
+                         "and global allocations need its top-budget mode");
     s.caches_.reserve(static_cast<std::size_t>(cfg_.num_layers));
-    for (index_t l = 0; l < cfg_.num_layers; ++l) {
-      const index_t cap = ev.keeps_all() ? sc.max_tokens
-                                         : std::min(sc.max_tokens, s.budgets_[static_cast<std::size_t>(l)] + ev.buffer - 1 + sc.chunk);
-      const index_t pages = sc.batch * G * kv::pages_for(cap, sc.page_tokens);
+    const index_t L = cfg_.num_layers;
+    for (index_t l = 0; l < L; ++l) {
+      const index_t per_head = s.budgets_[static_cast<std::size_t>(l)] + ev.buffer - 1 + sc.chunk;
+      index_t pages = 0;
+      if (ev.keeps_all()) pages = G * kv::pages_for(sc.max_tokens, sc.page_tokens);
+      else if (!ev.by_score()) pages = G * kv::pages_for(std::min(sc.max_tokens, per_head), sc.page_tokens);
+      else { // a layer's heads hold at most G per_head tokens in all (L G per_head for global), each head at most max_tokens
+        const index_t layer_cap = std::min(sc.max_tokens, (ev.alloc == llm::eviction::allocation::global ? L : 1) * per_head);
+        pages = std::min(G * kv::pages_for(sc.max_tokens, sc.page_tokens), kv::pages_for(G * layer_cap, sc.page_tokens) + G);
+      }
+      pages *= sc.batch;
       s.caches_.emplace_back(kv::cache_config{.batch = sc.batch, .kv_heads = G, .head_dim = D,
                                               .page_tokens = sc.page_tokens, .pages = pages, .state_slots = 2});
     }
@@ -382,7 +400,8 @@ private:
   /// Cuts every head of sequence b in layer l to the layer's budget (see policy.hpp); t is the
   /// position of the newest token.
   void evict(state& s, index_t l, index_t b, std::int32_t t) const {
-    if (s.ev_.keeps_all()) return;
+    if (s.ev_.keeps_all() || s.ev_.alloc == llm::eviction::allocation::global) return;
+    if (s.ev_.alloc == llm::eviction::allocation::adakv) return evict_by_score(s, l, l + 1, b, t);
     kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
     const index_t budget = s.budgets_[static_cast<std::size_t>(l)];
     std::visit(
@@ -391,6 +410,74 @@ private:
           s.evictor_.step(c, b, p, t, budget, s.ev_.buffer);
         },
         s.ev_.policy);
+  }
+
+  /// The global allocation's cut, after a forward pass of sequence b.
+  void evict_global(state& s, index_t b, std::int32_t t) const {
+    if (!s.ev_.keeps_all() && s.ev_.alloc == llm::eviction::allocation::global) evict_by_score(s, 0, cfg_.num_layers, b, t);
+  }
+
+  /// adakv (one layer) and global (all layers): once layers [l0, l1) of sequence b hold more than
+  /// sum_l G (budget_l + buffer - 1) tokens, every head's tokens are scored by the policy and
+  /// kv::global_allocate keeps sum_l G budget_l of them, each head at least its floor. Heads of a
+  /// layer may hold different counts: the score matrix of a layer is (G, longest head), padded
+  /// with NaN (evicted first, so never kept while real tokens remain).
+  void evict_by_score(state& s, index_t l0, index_t l1, index_t b, std::int32_t t) const {
+    const index_t G = cfg_.num_kv_heads;
+    index_t held = 0, limit = 0, n_total = 0, cells = 0;
+    for (index_t l = l0; l < l1; ++l) {
+      const kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+      index_t smax = 0;
+      for (index_t g = 0; g < G; ++g) {
+        held += c.size(b, g);
+        smax = std::max(smax, c.size(b, g));
+      }
+      const index_t budget = s.budgets_[static_cast<std::size_t>(l)];
+      limit += G * (budget + s.ev_.buffer - 1);
+      n_total += G * budget;
+      cells += G * smax;
+    }
+    if (held <= limit) return;
+    float* scores = grow(s.alloc_scores_, static_cast<std::size_t>(cells));
+    s.alloc_masks_.resize(static_cast<std::size_t>(cells));
+    std::vector<view<const float>> sv;
+    std::vector<view<std::int32_t>> mv;
+    index_t off = 0;
+    std::visit(
+        [&](auto p) {
+          for (index_t l = l0; l < l1; ++l) {
+            kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+            if constexpr (requires { p.queries; }) p.queries = &s.windows_[static_cast<std::size_t>(l)];
+            index_t smax = 0;
+            for (index_t g = 0; g < G; ++g) smax = std::max(smax, c.size(b, g));
+            for (index_t g = 0; g < G; ++g) {
+              const index_t n = c.size(b, g);
+              float* row = scores + off + g * smax;
+              const std::span<float> sc(row, static_cast<std::size_t>(n));
+              if constexpr (requires { p.score_decode(c, b, g, t, sc, s.evictor_.work); }) p.score_decode(c, b, g, t, sc, s.evictor_.work);
+              else p.score_decode(c, b, g, t, sc);
+              std::fill(row + n, row + smax, std::numeric_limits<float>::quiet_NaN());
+            }
+            sv.emplace_back(scores + off, std::initializer_list<index_t>{G, smax});
+            mv.emplace_back(s.alloc_masks_.data() + off, std::initializer_list<index_t>{G, smax});
+            off += G * smax;
+          }
+        },
+        s.ev_.policy);
+    kv::global_allocate(sv, n_total, s.ev_.head_floor(), mv);
+    std::vector<std::int32_t>& kept = s.evictor_.kept;
+    for (index_t l = l0; l < l1; ++l) {
+      kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+      const view<std::int32_t>& m = mv[static_cast<std::size_t>(l - l0)];
+      for (index_t g = 0; g < G; ++g) {
+        const index_t n = c.size(b, g);
+        if (kept.size() < static_cast<std::size_t>(n)) kept.resize(static_cast<std::size_t>(n));
+        std::size_t k = 0;
+        for (index_t i = 0; i < n; ++i)
+          if (m(g, i) != 0) kept[k++] = static_cast<std::int32_t>(i);
+        if (k < static_cast<std::size_t>(n)) c.keep(b, g, std::span<const std::int32_t>(kept.data(), k));
+      }
+    }
   }
 
   /// Adds (slot 0, accumulate) or writes (slot 1) one KV head's attention mass over its tokens.
@@ -501,6 +588,7 @@ private:
       evict(s, l, b, static_cast<std::int32_t>(pos0 + n - 1));
       finish_layer(s, L, n);
     }
+    evict_global(s, b, static_cast<std::int32_t>(pos0 + n - 1));
     s.pos_[static_cast<std::size_t>(b)] = pos0 + n;
   }
 
@@ -538,6 +626,7 @@ private:
       }
       finish_layer(s, L, B);
     }
+    for (index_t b = 0; b < B; ++b) evict_global(s, b, s.positions_[static_cast<std::size_t>(b)]);
     for (index_t b = 0; b < B; ++b) ++s.pos_[static_cast<std::size_t>(b)];
   }
 

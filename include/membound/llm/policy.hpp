@@ -22,8 +22,15 @@
 /// Budgets: `uniform` gives every layer `budget`; `pyramid` gives PyramidKV's per-layer counts
 /// (`kv::pyramid_budgets` at a prompt length of `pyramid_length` with the ratio that makes the
 /// mean budget `budget`, and no protected window: from about 2 x budget in the first layer down to
-/// budget / beta in the last). Per-head (AdaKV) and model-wide budgets are one-shot allocations over
-/// the whole prompt (kv/compress.hpp) and are not yet wired here.
+/// budget / beta in the last); `adakv` gives each layer G x budget tokens per sequence, split
+/// between its KV heads by score (AdaKV, `kv::adakv_allocate`: every head keeps its best
+/// max(1, int(alpha budget)) tokens, the rest of the layer's count goes to the highest scores
+/// of any head), cut once the layer holds more than G (budget + buffer - 1); `global` gives the
+/// whole model L x G x budget tokens per sequence (`kv::global_allocate`, the same per-head
+/// floor), cut after the forward pass once the model holds more than L G (budget + buffer - 1).
+/// A global split compares scores across layers: meaningful for normalised attention (h2o,
+/// tova, snapkv) and learned retention (trim_kv), not for key norms. By name, an allocation
+/// follows the policy after '@': "snapkv@pyramid", "h2o@adakv", "trim_kv@global".
 
 #include <algorithm>
 #include <filesystem>
@@ -102,13 +109,16 @@ private:
 
 /// Eviction settings of a state. An aggregate; `eviction::named("h2o", 256)` builds one by name.
 struct eviction {
-  enum class allocation { uniform, pyramid };
+  /// How the budget is spread: the same per head (uniform), per layer (pyramid), per head by
+  /// score inside a layer (adakv), or per head by score across the whole model (global).
+  enum class allocation { uniform, pyramid, adakv, global };
   policy_value policy = kv::full{};
   index_t budget = 0;           ///< tokens kept per KV head (mean over layers for pyramid); 0: no eviction
   index_t buffer = 1;           ///< a head is cut once it holds budget + buffer tokens
   allocation alloc = allocation::uniform;
   index_t pyramid_length = 0;   ///< pyramid: the prompt length the layer budgets are computed for (0: 4 x budget)
   double pyramid_beta = 20.0;   ///< pyramid: kvpress's beta
+  double alpha = 0.2;           ///< adakv, global: each head's floor is max(1, int(alpha budget)) (kvpress's alpha_safeguard)
   index_t window = 64;          ///< snapkv's observation window and expected_attention's query window
   std::shared_ptr<const retention_gates> gates; ///< trim_kv: the model's retention gates
 
@@ -116,8 +126,10 @@ struct eviction {
   /// "snapkv", "expected_attention") with the library's defaults: 4 sinks; h2o keeping the newest
   /// budget / 2 positions (heavy hitters + recent, as the paper's equal split); random seeded 0;
   /// "trim_kv" (the paper's age convention, top-budget mode) with the given retention gates.
-  /// @throws config_error naming an unknown policy (and listing the known ones), budget < 0, or
-  /// trim_kv without gates.
+  /// An allocation may follow after '@': "uniform" (the default), "pyramid" (pyramid_length 0:
+  /// 4 x budget), "adakv" or "global" (alpha 0.2); "snapkv@pyramid" is PyramidKV.
+  /// @throws config_error naming an unknown policy or allocation (and listing the known ones),
+  /// budget < 0, or trim_kv without gates.
   static eviction named(std::string_view name, index_t budget, index_t buffer = 1,
                         std::shared_ptr<const retention_gates> gates = nullptr) {
     MEMBOUND_EXPECTS(budget >= 0, config_error, "llm::eviction: budget ", budget, ", expected >= 0");
@@ -125,6 +137,17 @@ struct eviction {
     eviction e;
     e.budget = budget;
     e.buffer = buffer;
+    if (const std::size_t at = name.find('@'); at != std::string_view::npos) {
+      const std::string_view a = name.substr(at + 1);
+      if (a == "uniform") e.alloc = allocation::uniform;
+      else if (a == "pyramid") e.alloc = allocation::pyramid;
+      else if (a == "adakv") e.alloc = allocation::adakv;
+      else if (a == "global") e.alloc = allocation::global;
+      else
+        throw config_error(::membound::detail::concat("llm::eviction: unknown allocation \"", a, "\" in \"", name,
+                                                      "\"; known: uniform, pyramid, adakv, global"));
+      name = name.substr(0, at);
+    }
     if (name == "full") e.policy = kv::full{};
     else if (name == "streaming_llm") e.policy = kv::streaming_llm{4};
     else if (name == "h2o") {
@@ -155,6 +178,13 @@ struct eviction {
     return e;
   }
 
+  /// Whether the budget is split between heads by score (adakv or global).
+  bool by_score() const noexcept { return alloc == allocation::adakv || alloc == allocation::global; }
+  /// The floor each head keeps under adakv and global: max(1, int(alpha budget)), 0 for alpha 0.
+  index_t head_floor() const noexcept {
+    return alpha > 0.0 ? std::max<index_t>(1, static_cast<index_t>(alpha * static_cast<double>(budget))) : 0;
+  }
+
   std::string_view name() const {
     return std::visit([](const auto& p) -> std::string_view { return std::decay_t<decltype(p)>::name; }, policy);
   }
@@ -173,7 +203,8 @@ struct eviction {
   std::vector<index_t> layer_budgets(index_t layers) const {
     MEMBOUND_EXPECTS(budget >= 0 && buffer >= 1, config_error, "llm::eviction: budget ", budget, " and buffer ", buffer,
                      ", expected >= 0 and >= 1");
-    if (alloc == allocation::uniform || budget == 0) return std::vector<index_t>(static_cast<std::size_t>(layers), budget);
+    MEMBOUND_EXPECTS(alpha >= 0.0 && alpha <= 1.0, config_error, "llm::eviction: alpha ", alpha, ", expected in [0, 1]");
+    if (alloc != allocation::pyramid || budget == 0) return std::vector<index_t>(static_cast<std::size_t>(layers), budget);
     const index_t n = pyramid_length > 0 ? pyramid_length : 4 * budget;
     MEMBOUND_EXPECTS(n >= budget, config_error, "llm::eviction: pyramid_length ", n, " below the budget ", budget);
     const double ratio = 1.0 - static_cast<double>(budget) / static_cast<double>(n);

@@ -33,10 +33,21 @@ std::vector<float> run(const llm::model& m, llm::state& s, const std::vector<std
   std::vector<float> all;
   m.prefill(s, 0, prompt, row.view());
   const auto check_sizes = [&] {
-    if (s.eviction().keeps_all()) return;
-    for (index_t l = 0; l < s.layers(); ++l)
-      for (index_t g = 0; g < m.config().num_kv_heads; ++g)
-        CHECK(s.cache(l).size(0, g) <= s.budget(l) + s.eviction().buffer - 1);
+    const llm::eviction& ev = s.eviction();
+    if (ev.keeps_all()) return;
+    const index_t G = m.config().num_kv_heads;
+    index_t model_total = 0;
+    for (index_t l = 0; l < s.layers(); ++l) {
+      index_t layer_total = 0;
+      for (index_t g = 0; g < G; ++g) {
+        layer_total += s.cache(l).size(0, g);
+        if (!ev.by_score()) CHECK(s.cache(l).size(0, g) <= s.budget(l) + ev.buffer - 1);
+        else CHECK(s.cache(l).size(0, g) >= std::min<index_t>(ev.head_floor(), s.position(0)));
+      }
+      if (ev.alloc == llm::eviction::allocation::adakv) CHECK(layer_total <= G * (s.budget(l) + ev.buffer - 1));
+      model_total += layer_total;
+    }
+    if (ev.alloc == llm::eviction::allocation::global) CHECK(model_total <= s.layers() * G * (ev.budget + ev.buffer - 1));
   };
   check_sizes();
   all.insert(all.end(), row.span().begin(), row.span().end());
@@ -57,7 +68,9 @@ TEST_CASE("llm eviction: with a budget >= the sequence every policy equals the f
     const std::vector<std::int32_t> prompt = prompt_of(model);
     llm::state ref_state = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 5});
     const std::vector<float> want = run(m, ref_state, prompt, 8);
-    for (std::string_view name : llm::policy_names) {
+    std::vector<std::string> names(std::begin(llm::policy_names), std::end(llm::policy_names));
+    for (const char* a : {"h2o@adakv", "snapkv@global", "tova@global", "keydiff@adakv"}) names.emplace_back(a);
+    for (const std::string& name : names) {
       CAPTURE(name);
       llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 5}, llm::eviction::named(name, 32));
       CHECK(run(m, s, prompt, 8) == want);
@@ -123,6 +136,82 @@ TEST_CASE("llm eviction: prefill's attention mass (column sums) equals the decod
     CHECK(one.size() == static_cast<std::size_t>(5 * m.config().num_layers * m.config().num_kv_heads));
     CHECK(one == each);
   }
+}
+
+TEST_CASE("llm eviction: adakv and global split the budget between heads by score, as kv/'s allocators do") {
+  // One chunk: every layer's keys are the full cache's when the cut comes, so the kept tokens
+  // must be kv::adakv_allocate's (per layer) and kv::global_allocate's (all layers) on the
+  // knorm scores of the full cache.
+  const llm::model m = llm::model::load(fixtures / "llama_gqa");
+  const std::vector<std::int32_t> prompt = prompt_of("llama_gqa");
+  const index_t G = m.config().num_kv_heads, L = m.config().num_layers, T = static_cast<index_t>(prompt.size());
+  REQUIRE(G >= 2);
+  const index_t budget = 5;
+  llm::state full = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = T});
+  m.prefill(full, 0, prompt);
+  std::vector<array<float>> scores;
+  std::vector<array<std::int32_t>> want_ada, want_glob;
+  for (index_t l = 0; l < L; ++l) {
+    array<float> sc({G, T});
+    for (index_t g = 0; g < G; ++g)
+      kv::knorm{}.score_decode(full.cache(l), 0, g, static_cast<std::int32_t>(T - 1),
+                               std::span<float>(&sc(g, 0), static_cast<std::size_t>(T)));
+    array<std::int32_t> keep({G, T});
+    kv::adakv_allocate(sc.cview(), budget, 0.2, keep.view());
+    want_ada.push_back(std::move(keep));
+    want_glob.emplace_back(std::initializer_list<index_t>{G, T});
+    scores.push_back(std::move(sc));
+  }
+  std::vector<view<const float>> sv;
+  std::vector<view<std::int32_t>> mv;
+  for (index_t l = 0; l < L; ++l) {
+    sv.push_back(scores[static_cast<std::size_t>(l)].cview());
+    mv.push_back(want_glob[static_cast<std::size_t>(l)].view());
+  }
+  kv::global_allocate(sv, L * G * budget, 1, mv);
+
+  for (const char* name : {"knorm@adakv", "knorm@global"}) {
+    CAPTURE(name);
+    const bool ada = std::string_view(name).ends_with("adakv");
+    llm::state s = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = T}, llm::eviction::named(name, budget));
+    m.prefill(s, 0, prompt);
+    bool uneven = false;
+    index_t total = 0;
+    for (index_t l = 0; l < L; ++l) {
+      const array<std::int32_t>& want = (ada ? want_ada : want_glob)[static_cast<std::size_t>(l)];
+      for (index_t g = 0; g < G; ++g) {
+        std::vector<std::int32_t> got, expect;
+        for (index_t i = 0; i < s.cache(l).size(0, g); ++i) got.push_back(s.cache(l).position(0, g, i));
+        for (index_t i = 0; i < T; ++i)
+          if (want(g, i) != 0) expect.push_back(static_cast<std::int32_t>(i));
+        CHECK(got == expect);
+        uneven = uneven || s.cache(l).size(0, g) != budget;
+        total += s.cache(l).size(0, g);
+      }
+    }
+    CHECK(uneven); // heads keep different counts
+    CHECK(total == L * G * budget);
+    // decoding keeps the count exact (buffer 1) and the pages within the budget's
+    llm::state d = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 4}, llm::eviction::named(name, budget));
+    (void)run(m, d, prompt, 12);
+    index_t held = 0;
+    for (index_t l = 0; l < L; ++l)
+      for (index_t g = 0; g < G; ++g) held += d.cache(l).size(0, g);
+    CHECK(held == L * G * budget);
+    CHECK(d.cache_bytes() <= static_cast<std::size_t>(L * (kv::pages_for(L * G * budget, 4) + G)) * d.cache(0).page_bytes());
+  }
+  CHECK_THROWS_AS(llm::eviction::named("knorm@everywhere", 8), config_error);
+  llm::eviction thr;
+  thr.policy = kv::trim_kv{0, 0.5, 0}; // threshold mode: keeps what passes, no budget to split
+  thr.budget = 8;
+  thr.alloc = llm::eviction::allocation::adakv;
+  std::string what;
+  try {
+    (void)m.make_state({.batch = 1, .max_tokens = 64}, thr);
+  } catch (const config_error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("threshold mode") != std::string::npos);
 }
 
 TEST_CASE("llm eviction: a batch evicts each sequence on its own; pyramid budgets per layer") {
@@ -203,4 +292,20 @@ TEST_CASE("llm eviction: trim_kv reads its retention gates from their own file a
     for (index_t i = 0; i < cut.cache(0).size(0, g); ++i) got.push_back(cut.cache(0).position(0, g, i));
     CHECK(got == want);
   }
+
+  // trim_kv@global: the model's L G 6 tokens go to the largest retention scores of all layers; the
+  // newest token of every head holds its floor (age 0: score 0, the largest a log beta allows)
+  llm::state glob = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4}, llm::eviction::named("trim_kv@global", 6, 1, gates));
+  (void)run(m, glob, prompt, 3);
+  index_t held = 0;
+  bool uneven = false;
+  for (index_t l = 0; l < cfg.num_layers; ++l)
+    for (index_t g = 0; g < G; ++g) {
+      const index_t n = glob.cache(l).size(0, g);
+      held += n;
+      uneven = uneven || n != 6;
+      CHECK(glob.cache(l).position(0, g, n - 1) == static_cast<std::int32_t>(T + 2));
+    }
+  CHECK(held == cfg.num_layers * G * 6);
+  CHECK(uneven);
 }

@@ -56,11 +56,17 @@ MEMBOUND_ALWAYS_INLINE void matvec_rows(const T* w, index_t ld, const float* x, 
   std::size_t j = 0;
   for (; j + 2 * L <= k; j += 2 * L) {
     const B x0 = loadu<A>(x + j), x1 = loadu<A>(x + j + L);
-    // R interleaved streams: prefetch each a fixed distance ahead (past a row's end this runs
-    // into the next row, i.e. the next block of rows when W is dense).
+    // R interleaved streams: prefetch each a fixed distance ahead; near a row's end the stream
+    // continues at the start of the same row of the next block (rows r + R), which the next
+    // call reads first. (Running on into row r + 1 instead would fetch lines this block already
+    // holds and leave the next block's first lines to the hardware prefetcher: a quarter of
+    // every 4 KiB row.) Prefetches never fault, so running past W's end is harmless.
     for (int r = 0; r < R; ++r)
-      for (std::size_t b = 0; b < 2 * L * sizeof(T); b += 64)
-        prefetch(reinterpret_cast<const char*>(w + r * ld + j) + matvec_prefetch_bytes + b);
+      for (std::size_t b = 0; b < 2 * L * sizeof(T); b += 64) {
+        const std::size_t ahead = j * sizeof(T) + matvec_prefetch_bytes + b, row_bytes = k * sizeof(T);
+        const char* base = reinterpret_cast<const char*>(w + r * ld);
+        prefetch(ahead < row_bytes ? base + ahead : base + R * ld * static_cast<index_t>(sizeof(T)) + (ahead - row_bytes));
+      }
     for (int r = 0; r < R; ++r) {
       acc0[r] = detail::fma<A>(load_w<A>(w + r * ld + j), x0, acc0[r]);
       acc1[r] = detail::fma<A>(load_w<A>(w + r * ld + j + L), x1, acc1[r]);
