@@ -21,10 +21,11 @@ with AutoModelForCausalLM.from_pretrained and must reproduce the prefill logits.
 Run from the repository root (CPU only, a few seconds; deterministic, reruns write identical files):
 
     /usr/bin/python3 -m venv .venv-llm && .venv-llm/bin/pip install -r tools/requirements-llm.txt
-    .venv-llm/bin/python tools/make_llm_fixtures.py
+    .venv-llm/bin/python tools/make_llm_fixtures.py [CASE ...]   # default: every case
 """
 import copy
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,9 @@ CASES = {
     "mistral": (MistralConfig, dict(sliding_window=None, head_dim=16, **rope(10000.0)), torch.float32, True, {},
                 True),
     "llama_f16": (LlamaConfig, rope(10000.0), torch.float16, False, {}, False),
+    # a window shorter than the prompt: prefill rows, cached decode and batch rows all cross it
+    "mistral_window": (MistralConfig, dict(sliding_window=5, head_dim=16, **rope(10000.0)), torch.float32, False, {},
+                       False),
 }
 
 
@@ -178,8 +182,10 @@ def main():
     torch.use_deterministic_algorithms(True)
     print(f"torch {torch.__version__}, transformers {transformers.__version__} -> {OUT}")
     OUT.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])  # optional: the case names to (re)write; the others stay as they are
     for i, (name, spec) in enumerate(CASES.items()):
-        make(i, name, *spec)
+        if not only or name in only:
+            make(i, name, *spec)
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"total {total / 1e6:.2f} MB in {OUT}")
 

@@ -74,7 +74,11 @@ struct model_config {
   bool o_bias = false;               ///< o_proj has a bias (llama, qwen3: attention_bias)
   bool mlp_bias = false;             ///< gate/up/down have biases (llama: mlp_bias)
   bool qk_norm = false;              ///< RMSNorm over each q and k head before RoPE (qwen3)
-  std::optional<std::int64_t> sliding_window; ///< attention window when one applies (mistral; qwen2 with use_sliding_window)
+  /// Sliding-window attention when one applies (mistral; qwen2 / qwen3 with use_sliding_window):
+  /// a query at position p sees the keys at positions p - window + 1 .. p, in the layers from
+  /// `sliding_window_first_layer` on (mistral: 0; qwen: max_window_layers, as transformers).
+  std::optional<std::int64_t> sliding_window;
+  std::int64_t sliding_window_first_layer = 0;
   dtype weight_dtype = dtype::f32;   ///< torch_dtype / dtype (informational; tensors carry their own)
   std::vector<std::int64_t> bos_token_ids, eos_token_ids;
 
@@ -287,6 +291,7 @@ inline model_config parse_model_config(std::string_view text, const std::string&
     if (f.find("sliding_window")) c.sliding_window = f.integer("sliding_window", 1, big - 1, std::nullopt);
   } else if ((qwen2 || qwen3) && f.boolean("use_sliding_window", false)) {
     c.sliding_window = f.integer("sliding_window", 1, big - 1, 4096);
+    c.sliding_window_first_layer = f.integer("max_window_layers", 0, 1 << 16, 28);
   }
   c.weight_dtype = detail::torch_dtype_of(f);
   c.bos_token_ids = f.ids("bos_token_id");

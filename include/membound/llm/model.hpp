@@ -19,6 +19,13 @@
 /// `kv::attend_prefill` over the head's cached tokens followed by the chunk; decode runs
 /// `kv::attend_decode` over the cache.
 ///
+/// Sliding-window attention (Mistral's `sliding_window`, Qwen's `use_sliding_window` from layer
+/// `max_window_layers` on): a query at position p sees keys at positions p - W + 1 .. p. The cache
+/// works as a rolling window: before a decode step or a prefill chunk, a windowed layer's heads drop
+/// the keys no coming query can see (their pages return to the pool, so the pool holds at most
+/// W - 1 + chunk tokens per head); inside a chunk, the rows whose window starts past the oldest
+/// held key attend one at a time over their own key range (and so do their H2O / TOVA masses).
+///
 /// Determinism: decode results do not depend on the thread count (each output row is computed by
 /// one thread with a fixed summation order); prefill GEMMs run on oneDNN's (or Eigen's) threads,
 /// which may split K differently for another thread count (last-bit differences, see
@@ -175,6 +182,7 @@ private:
   kv::evictor evictor_;
   array<float> mass_, colsum_, alloc_scores_; // alloc_scores_, alloc_masks_: adakv / global
   std::vector<std::int32_t> alloc_masks_;
+  std::vector<std::int32_t> key_pos_; // sliding window: the positions of a head's keys in a prefill chunk
   std::vector<float> mass_scratch_;
   std::vector<kv::retention_gate> gates_; // trim_kv: views of the shared gates, own workspace
   array<float> log_beta_, token_state_;   // (rows, G), (rows, 2)
@@ -244,12 +252,14 @@ public:
     const index_t L = cfg_.num_layers;
     for (index_t l = 0; l < L; ++l) {
       const index_t per_head = s.budgets_[static_cast<std::size_t>(l)] + ev.buffer - 1 + sc.chunk;
+      // a head of a sliding-window layer holds at most window - 1 tokens before a chunk's
+      const index_t mt = windowed(l) ? std::min<index_t>(sc.max_tokens, *cfg_.sliding_window - 1 + sc.chunk) : sc.max_tokens;
       index_t pages = 0;
-      if (ev.keeps_all()) pages = G * kv::pages_for(sc.max_tokens, sc.page_tokens);
-      else if (!ev.by_score()) pages = G * kv::pages_for(std::min(sc.max_tokens, per_head), sc.page_tokens);
-      else { // a layer's heads hold at most G per_head tokens in all (L G per_head for global), each head at most max_tokens
-        const index_t layer_cap = std::min(sc.max_tokens, (ev.alloc == llm::eviction::allocation::global ? L : 1) * per_head);
-        pages = std::min(G * kv::pages_for(sc.max_tokens, sc.page_tokens), kv::pages_for(G * layer_cap, sc.page_tokens) + G);
+      if (ev.keeps_all()) pages = G * kv::pages_for(mt, sc.page_tokens);
+      else if (!ev.by_score()) pages = G * kv::pages_for(std::min(mt, per_head), sc.page_tokens);
+      else { // a layer's heads hold at most G per_head tokens in all (L G per_head for global), each head at most mt
+        const index_t layer_cap = std::min(mt, (ev.alloc == llm::eviction::allocation::global ? L : 1) * per_head);
+        pages = std::min(G * kv::pages_for(mt, sc.page_tokens), kv::pages_for(G * layer_cap, sc.page_tokens) + G);
       }
       pages *= sc.batch;
       s.caches_.emplace_back(kv::cache_config{.batch = sc.batch, .kv_heads = G, .head_dim = D,
@@ -412,6 +422,21 @@ private:
         s.ev_.policy);
   }
 
+  /// Whether layer l attends through a sliding window (config.json's sliding_window).
+  bool windowed(index_t l) const noexcept { return cfg_.sliding_window && l >= cfg_.sliding_window_first_layer; }
+
+  /// Removes the tokens of head (b, g) at positions below `first` (they are held in position order).
+  static void drop_before(state& s, kv::cache<float>& c, index_t b, index_t g, std::int32_t first) {
+    const index_t n = c.size(b, g);
+    index_t i = 0;
+    while (i < n && c.position(b, g, i) < first) ++i;
+    if (i == 0) return;
+    std::vector<std::int32_t>& kept = s.evictor_.kept;
+    if (kept.size() < static_cast<std::size_t>(n - i)) kept.resize(static_cast<std::size_t>(n - i));
+    for (index_t j = i; j < n; ++j) kept[static_cast<std::size_t>(j - i)] = static_cast<std::int32_t>(j);
+    c.keep(b, g, std::span<const std::int32_t>(kept.data(), static_cast<std::size_t>(n - i)));
+  }
+
   /// The global allocation's cut, after a forward pass of sequence b.
   void evict_global(state& s, index_t b, std::int32_t t) const {
     if (!s.ev_.keeps_all() && s.ev_.alloc == llm::eviction::allocation::global) evict_by_score(s, 0, cfg_.num_layers, b, t);
@@ -515,7 +540,7 @@ private:
     return a.data();
   }
 
-  /// Rows [0, n) of a forward pass sit at s.positions_[0, n): checks the sliding window, builds
+  /// Rows [0, n) of a forward pass sit at s.positions_[0, n): builds
   /// the RoPE table for them and embeds the tokens into s.x_. Returns whether the policy reads
   /// the attention mass (h2o: every query's; tova: the newest query's).
   struct mass_needs {
@@ -523,11 +548,6 @@ private:
   };
   mass_needs begin_forward(state& s, std::span<const std::int32_t> tokens, index_t n) const {
     const index_t D = cfg_.head_dim;
-    if (cfg_.sliding_window)
-      for (index_t r = 0; r < n; ++r)
-        MEMBOUND_EXPECTS(s.positions_[static_cast<std::size_t>(r)] < *cfg_.sliding_window, config_error,
-                         "llm::model: position ", s.positions_[static_cast<std::size_t>(r)], " is past the sliding window (",
-                         *cfg_.sliding_window, "); windowed attention is not implemented");
     rope_.table(std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)),
                 view<float>(s.cos_.data(), {n, D / 2}), view<float>(s.sin_.data(), {n, D / 2}));
     embed(s, tokens);
@@ -544,6 +564,8 @@ private:
     for (index_t l = 0; l < cfg_.num_layers; ++l) {
       const layer_weights& L = w_.layers()[static_cast<std::size_t>(l)];
       kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
+      const bool win = windowed(l);
+      const index_t W = win ? *cfg_.sliding_window : 0;
       qkv(s, l, L, n, [b](index_t) { return b; });
       for (index_t g = 0; g < G; ++g) {
         // append the chunk's keys and values, then attend over everything head (b, g) holds
@@ -559,29 +581,59 @@ private:
           }
           st = view<const float>(s.token_state_.data(), {n, 2});
         }
+        if (win) drop_before(s, c, b, g, static_cast<std::int32_t>(pos0 - W + 1)); // no row of the chunk sees them
         c.append(b, g, kr, vr, std::span<const std::int32_t>(s.positions_.data(), static_cast<std::size_t>(n)), st);
         const index_t S = c.size(b, g);
         float* kd = grow(s.kd_, static_cast<std::size_t>(S * D));
         float* vd = grow(s.vd_, static_cast<std::size_t>(S * D));
+        if (win) s.key_pos_.resize(static_cast<std::size_t>(S));
         index_t row = 0;
         for (const auto& pg : c.pages(b, g)) {
           std::copy_n(pg.keys, pg.tokens * D, kd + row * D);
           std::copy_n(pg.values, pg.tokens * D, vd + row * D);
+          if (win) std::copy_n(pg.positions, pg.tokens, s.key_pos_.data() + row);
           row += pg.tokens;
         }
-        const view<const float> q(s.q_.data() + g * grp * D, std::initializer_list<index_t>{grp, n, D},
-                                  std::initializer_list<index_t>{D, H * D, 1});
-        const view<float> o(s.att_.data() + g * grp * D, std::initializer_list<index_t>{grp, n, D},
-                            std::initializer_list<index_t>{D, H * D, 1});
-        float* scr = grow(s.scratch_, kv::attend_prefill_scratch_floats(grp, 1, S, D));
-        kv::attend_prefill(q, view<const float>(kd, {1, S, D}), view<const float>(vd, {1, S, D}), o, 0.0f,
-                           std::span<float>(scr, kv::attend_prefill_scratch_floats(grp, 1, S, D)));
+        // rows [0, n0) see every key held; a later row r (sliding window) sees keys [lo_r, S - n + r]
+        const index_t n0 = win ? std::clamp<index_t>(s.key_pos_[0] + W - pos0, 0, n) : n;
+        const auto rows = [&](float* base, index_t r0, index_t nr) {
+          return view<float>(base + r0 * H * D + g * grp * D, std::initializer_list<index_t>{grp, nr, D},
+                             std::initializer_list<index_t>{D, H * D, 1});
+        };
+        const auto attend = [&](index_t r0, index_t nr, index_t lo, index_t hi /*exclusive*/) {
+          const index_t sk = hi - lo;
+          const std::size_t need = kv::attend_prefill_scratch_floats(grp, 1, sk, D);
+          float* scr = grow(s.scratch_, need);
+          kv::attend_prefill(view<const float>(rows(s.q_.data(), r0, nr)), view<const float>(kd + lo * D, {1, sk, D}),
+                             view<const float>(vd + lo * D, {1, sk, D}), rows(s.att_.data(), r0, nr), 0.0f,
+                             std::span<float>(scr, need));
+        };
+        if (n0 > 0) attend(0, n0, 0, S - (n - n0));
+        index_t lo = 0;
+        for (index_t r = n0; r < n; ++r) {
+          while (s.key_pos_[static_cast<std::size_t>(lo)] < pos0 + r - W + 1) ++lo;
+          attend(r, 1, lo, S - n + r + 1);
+        }
         if (h2o || tova) { // H2O: every query's attention; TOVA: the newest query's
-          const index_t t0 = h2o ? 0 : n - 1;
           const std::size_t need = kv::attention_column_sums_scratch_floats(grp, 1, n, S, D);
-          float* cs = grow(s.colsum_, static_cast<std::size_t>(S) + need);
-          kv::attention_column_sums(q, view<const float>(kd, {1, S, D}), t0, view<float>(cs, {1, S}), 0.0f,
-                                    std::span<float>(cs + S, need));
+          float* cs = grow(s.colsum_, 2 * static_cast<std::size_t>(S) + need);
+          float* part = cs + S;
+          float* scr = part + S;
+          const auto sums = [&](index_t r0, index_t nr, index_t t0, index_t lo_k, index_t hi_k, float* out) {
+            kv::attention_column_sums(view<const float>(rows(s.q_.data(), r0, nr)),
+                                      view<const float>(kd + lo_k * D, {1, hi_k - lo_k, D}), t0,
+                                      view<float>(out, {1, hi_k - lo_k}), 0.0f, std::span<float>(scr, need));
+          };
+          std::fill_n(cs, S, 0.0f);
+          if (n0 > 0 && (h2o || n0 == n)) sums(0, n0, h2o ? 0 : n0 - 1, 0, S - (n - n0), cs);
+          lo = 0;
+          for (index_t r = n0; r < n; ++r) {
+            while (s.key_pos_[static_cast<std::size_t>(lo)] < pos0 + r - W + 1) ++lo;
+            if (!h2o && r != n - 1) continue;
+            const index_t hi = S - n + r + 1;
+            sums(r, 1, 0, lo, hi, part);
+            for (index_t j = lo; j < hi; ++j) cs[j] += part[j - lo];
+          }
           store_mass(c, b, g, cs, h2o ? 0 : 1, h2o);
         }
       }
@@ -603,6 +655,8 @@ private:
       qkv(s, l, L, B, [](index_t r) { return r; });
       for (index_t b = 0; b < B; ++b) {
         const std::int32_t t = s.positions_[static_cast<std::size_t>(b)];
+        if (windowed(l)) // the keys the newest query cannot see leave the cache (a rolling window)
+          for (index_t g = 0; g < G; ++g) drop_before(s, c, b, g, static_cast<std::int32_t>(t - *cfg_.sliding_window + 1));
         for (index_t g = 0; g < G; ++g) {
           const float st[2] = {s.gates_.empty() ? 0.0f : s.log_beta_(b, g), 0.0f};
           c.append(b, g, std::span<const float>(s.k_.data() + b * G * D + g * D, static_cast<std::size_t>(D)),

@@ -309,3 +309,34 @@ TEST_CASE("llm eviction: trim_kv reads its retention gates from their own file a
   CHECK(held == cfg.num_layers * G * 6);
   CHECK(uneven);
 }
+
+TEST_CASE("llm eviction: under a sliding window a chunk's attention mass equals the token-by-token one") {
+  // mistral_window attends over 5 positions. One 13-token chunk (rows past the window attend one at
+  // a time over their own keys) and 13 chunks of one token (the cache rolls) give every token still
+  // visible to the last query the same H2O mass (the sum of its attention over the queries that saw
+  // it) and the same TOVA attention; the rolled cache holds just the window.
+  const llm::model m = llm::model::load(fixtures / "mistral_window");
+  REQUIRE(m.config().sliding_window == 5);
+  const std::vector<std::int32_t> prompt = prompt_of("mistral_window");
+  const index_t T = static_cast<index_t>(prompt.size()), G = m.config().num_kv_heads, W = 5;
+  for (const char* name : {"h2o", "tova"}) {
+    CAPTURE(name);
+    const index_t slot = std::string_view(name) == "h2o" ? 0 : 1;
+    llm::state one = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = T}, llm::eviction::named(name, 64));
+    llm::state each = m.make_state({.batch = 1, .max_tokens = 64, .page_tokens = 4, .chunk = 1}, llm::eviction::named(name, 64));
+    m.prefill(one, 0, prompt);
+    m.prefill(each, 0, prompt);
+    for (index_t l = 0; l < m.config().num_layers; ++l) {
+      CHECK(each.cache(l).total_pages() == G * kv::pages_for(W, 4)); // window - 1 + chunk tokens per head
+      for (index_t g = 0; g < G; ++g) {
+        REQUIRE(each.cache(l).size(0, g) == W);
+        REQUIRE(one.cache(l).size(0, g) == T);
+        for (index_t i = 0; i < W; ++i) {
+          CHECK(each.cache(l).position(0, g, i) == one.cache(l).position(0, g, T - W + i));
+          CHECK(each.cache(l).state(0, g, i)[static_cast<std::size_t>(slot)] ==
+                doctest::Approx(one.cache(l).state(0, g, T - W + i)[static_cast<std::size_t>(slot)]).epsilon(1e-5));
+        }
+      }
+    }
+  }
+}

@@ -42,7 +42,8 @@ std::int32_t argmax(const float* p, index_t n) { return static_cast<std::int32_t
 
 TEST_CASE("llm::model matches transformers on every fixture architecture") {
   const char* names[] = {"llama_gqa", "llama_tied_bf16", "llama_rope_linear", "llama_rope_llama3", "llama_rope_yarn",
-                         "qwen2",     "qwen3",           "qwen3_bf16",        "mistral",           "llama_f16"};
+                         "qwen2",     "qwen3",           "qwen3_bf16",        "mistral",           "llama_f16",
+                         "mistral_window"};
   for (const char* name : names) {
     CAPTURE(name);
     const fs::path dir = fixtures / name;
