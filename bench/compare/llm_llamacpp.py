@@ -34,10 +34,8 @@ Usage (from the repository root, under the venv of tools/requirements-llm.txt wi
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -182,22 +180,9 @@ def worker(args):
             raise SystemExit("llama_decode failed")
         state["pos"] += 1
 
-    t_end = time.perf_counter() + 0.5
-    while time.perf_counter() < t_end:
-        step()
-    per_rep = args.min_time / args.reps
-    times = []
-    for _ in range(args.reps):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            step()
-            n += 1
-            dt = time.perf_counter() - t0
-            if dt >= per_rep and n >= 3:
-                break
-        times.append(dt / n)
+    seconds = llm_pytorch.seconds_per_step(step, args.min_time, args.reps)
     lc.llama_batch_free(batch)
-    print(json.dumps({"tokens_per_s": 1.0 / statistics.median(times), "last_logits": last,
+    print(json.dumps({"tokens_per_s": 1.0 / seconds, "last_logits": last,
                       "version": getattr(lc, "__version__", "?")}))
 
 

@@ -92,6 +92,25 @@ def write_bf16_folder(src):
     return dst
 
 
+def seconds_per_step(step, min_time, reps):
+    """Median seconds per call of step(): 0.5 s of warm-up, then `reps` repetitions of at least
+    min_time / reps seconds and 3 calls each."""
+    t_end = time.perf_counter() + 0.5
+    while time.perf_counter() < t_end:
+        step()
+    times = []
+    for _ in range(reps):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            step()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_time / reps and n >= 3:
+                break
+        times.append(dt / n)
+    return statistics.median(times)
+
+
 def worker(args):
     threads = args.worker_threads
     os.sched_setaffinity(0, set(range(threads)))
@@ -112,21 +131,8 @@ def worker(args):
                 cache.crop(PROMPT)
             model(input_ids=tok, past_key_values=cache, use_cache=True)
 
-        t_end = time.perf_counter() + 0.5
-        while time.perf_counter() < t_end:
-            step()
-        per_rep = args.min_time / args.reps
-        times = []
-        for _ in range(args.reps):
-            n, t0 = 0, time.perf_counter()
-            while True:
-                step()
-                n += 1
-                dt = time.perf_counter() - t0
-                if dt >= per_rep and n >= 3:
-                    break
-            times.append(dt / n)
-    print(json.dumps({"tokens_per_s": 1.0 / statistics.median(times), "torch": torch.__version__,
+        seconds = seconds_per_step(step, args.min_time, args.reps)
+    print(json.dumps({"tokens_per_s": 1.0 / seconds, "torch": torch.__version__,
                       "params": sum(p.numel() for p in model.parameters())}))
 
 
