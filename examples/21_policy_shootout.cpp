@@ -10,6 +10,8 @@
 // say nothing about the policies' quality; it shows the harness end to end. Point it at a
 // trained model for real numbers.
 //
+// Policies: every name of llm::policy_names, plus snapkv@pyramid (PyramidKV), snapkv@adakv (AdaKV)
+// and h2o@global (one budget across all heads of all layers).
 // For each policy x budget (tokens kept per KV head, every layer), teacher-forced on one token
 // sequence of --length tokens (the first --context prefilled as a prompt, the rest decoded one
 // token at a time with eviction after every step, exactly as generation):
@@ -93,6 +95,9 @@ int main(int argc, char** argv) {
 
   llm::eval::grid_config g;
   g.policies.assign(std::begin(llm::policy_names), std::end(llm::policy_names));
+  // the budget allocators: PyramidKV's per-layer counts, AdaKV's per-head split inside a layer,
+  // and one budget shared by every head of every layer (same mean tokens per head as the rest)
+  for (const char* p : {"snapkv@pyramid", "snapkv@adakv", "h2o@global"}) g.policies.emplace_back(p);
   g.budgets = budgets;
   g.text = phrase_text(length, c.vocab_size, 7);
   g.text_opt.context = context;

@@ -315,16 +315,18 @@ inline bool write_plot(const std::vector<grid_row>& rows, const std::filesystem:
   }
   FILE* gp = popen("gnuplot", "w");
   MEMBOUND_EXPECTS(gp != nullptr, io_error, "llm::eval::write_plot: cannot start gnuplot");
-  std::fprintf(gp, "set terminal pngcairo size 1500,450 noenhanced\nset output '%s'\nset logscale x 2\nset grid\n",
+  std::fprintf(gp, "set terminal pngcairo size 1700,450 noenhanced\nset output '%s'\nset logscale x 2\nset grid\n",
                png.string().c_str());
-  std::fprintf(gp, "set key bottom right\nset xrange [%g:%g]\nset multiplot layout 1,3 title '%s'\n",
+  std::fprintf(gp, "set xrange [%g:%g]\nset multiplot layout 1,3 title '%s'\n",
                static_cast<double>(bmin) / 1.2, static_cast<double>(bmax) * 1.2, title.c_str());
   const char* labels[3] = {"perplexity", "top-1 agreement with full", "retrieval exact match"};
   const double full_line[3] = {full_ppl, 1.0, full_ret};
   const int column[3] = {2, 4, 3};
   for (int panel = 0; panel < 3; ++panel) {
-    std::fprintf(gp, "set xlabel 'budget (tokens per KV head)'\nset ylabel '%s'\n%s\nplot %g title 'full' lw 2 dt 2 lc rgb 'black'",
-                 labels[panel], panel == 0 ? "set autoscale y" : "set yrange [-0.02:1.05]", full_line[panel]);
+    // one legend, right of the last panel, so that no curve hides under it
+    std::fprintf(gp, "%s\nset xlabel 'budget (tokens per KV head)'\nset ylabel '%s'\n%s\nplot %g title 'full' lw 2 dt 2 lc rgb 'black'",
+                 panel == 2 ? "set key outside right top" : "unset key", labels[panel],
+                 panel == 0 ? "set autoscale y" : "set yrange [-0.02:1.05]", full_line[panel]);
     for (std::size_t i = 0; i < policies.size(); ++i)
       std::fprintf(gp, ", '%s' index %zu using 1:%d with linespoints lw 2 title '%s'", data.string().c_str(), i,
                    column[panel], policies[i].c_str());
