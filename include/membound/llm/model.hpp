@@ -183,6 +183,10 @@ private:
   array<float> mass_, colsum_, alloc_scores_; // alloc_scores_, alloc_masks_: adakv / global
   std::vector<std::int32_t> alloc_masks_;
   std::vector<std::int32_t> key_pos_; // sliding window: the positions of a head's keys in a prefill chunk
+  std::vector<index_t> row_lo_;       // sliding window: each windowed row's first visible key
+  std::vector<index_t> alloc_smax_;   // adakv / global: each layer's longest head
+  std::vector<view<const float>> alloc_sv_;
+  std::vector<view<std::int32_t>> alloc_mv_;
   std::vector<float> mass_scratch_;
   std::vector<kv::retention_gate> gates_; // trim_kv: views of the shared gates, own workspace
   array<float> log_beta_, token_state_;   // (rows, G), (rows, 2)
@@ -450,9 +454,10 @@ private:
   void evict_by_score(state& s, index_t l0, index_t l1, index_t b, std::int32_t t) const {
     const index_t G = cfg_.num_kv_heads;
     index_t held = 0, limit = 0, n_total = 0, cells = 0;
+    s.alloc_smax_.assign(static_cast<std::size_t>(l1 - l0), 0);
     for (index_t l = l0; l < l1; ++l) {
       const kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
-      index_t smax = 0;
+      index_t& smax = s.alloc_smax_[static_cast<std::size_t>(l - l0)];
       for (index_t g = 0; g < G; ++g) {
         held += c.size(b, g);
         smax = std::max(smax, c.size(b, g));
@@ -465,16 +470,17 @@ private:
     if (held <= limit) return;
     float* scores = grow(s.alloc_scores_, static_cast<std::size_t>(cells));
     s.alloc_masks_.resize(static_cast<std::size_t>(cells));
-    std::vector<view<const float>> sv;
-    std::vector<view<std::int32_t>> mv;
+    std::vector<view<const float>>& sv = s.alloc_sv_;
+    std::vector<view<std::int32_t>>& mv = s.alloc_mv_;
+    sv.clear();
+    mv.clear();
     index_t off = 0;
     std::visit(
         [&](auto p) {
           for (index_t l = l0; l < l1; ++l) {
             kv::cache<float>& c = s.caches_[static_cast<std::size_t>(l)];
             if constexpr (requires { p.queries; }) p.queries = &s.windows_[static_cast<std::size_t>(l)];
-            index_t smax = 0;
-            for (index_t g = 0; g < G; ++g) smax = std::max(smax, c.size(b, g));
+            const index_t smax = s.alloc_smax_[static_cast<std::size_t>(l - l0)];
             for (index_t g = 0; g < G; ++g) {
               const index_t n = c.size(b, g);
               float* row = scores + off + g * smax;
@@ -608,12 +614,15 @@ private:
                              view<const float>(vd + lo * D, {1, sk, D}), rows(s.att_.data(), r0, nr), 0.0f,
                              std::span<float>(scr, need));
         };
-        if (n0 > 0) attend(0, n0, 0, S - (n - n0));
-        index_t lo = 0;
-        for (index_t r = n0; r < n; ++r) {
+        // first key of each windowed row (positions ascend, so the start only moves forward)
+        s.row_lo_.resize(static_cast<std::size_t>(n - n0));
+        for (index_t r = n0, lo = 0; r < n; ++r) {
           while (s.key_pos_[static_cast<std::size_t>(lo)] < pos0 + r - W + 1) ++lo;
-          attend(r, 1, lo, S - n + r + 1);
+          s.row_lo_[static_cast<std::size_t>(r - n0)] = lo;
         }
+        const auto lo_of = [&](index_t r) { return s.row_lo_[static_cast<std::size_t>(r - n0)]; };
+        if (n0 > 0) attend(0, n0, 0, S - (n - n0));
+        for (index_t r = n0; r < n; ++r) attend(r, 1, lo_of(r), S - n + r + 1);
         if (h2o || tova) { // H2O: every query's attention; TOVA: the newest query's
           const std::size_t need = kv::attention_column_sums_scratch_floats(grp, 1, n, S, D);
           float* cs = grow(s.colsum_, 2 * static_cast<std::size_t>(S) + need);
@@ -626,11 +635,8 @@ private:
           };
           std::fill_n(cs, S, 0.0f);
           if (n0 > 0 && (h2o || n0 == n)) sums(0, n0, h2o ? 0 : n0 - 1, 0, S - (n - n0), cs);
-          lo = 0;
-          for (index_t r = n0; r < n; ++r) {
-            while (s.key_pos_[static_cast<std::size_t>(lo)] < pos0 + r - W + 1) ++lo;
-            if (!h2o && r != n - 1) continue;
-            const index_t hi = S - n + r + 1;
+          for (index_t r = h2o ? n0 : std::max(n0, n - 1); r < n; ++r) {
+            const index_t lo = lo_of(r), hi = S - n + r + 1;
             sums(r, 1, 0, lo, hi, part);
             for (index_t j = lo; j < hi; ++j) cs[j] += part[j - lo];
           }
