@@ -3,13 +3,17 @@
 // process. Rows `efficientvit_m{i}_b{B}_t{T}`: batch B of 224x224 images on T threads (CPUs
 // 0..T-1), counters images/s and FLOP/s (2 x the exact MAC count of efficientvit_macs per image).
 // `gemm_384x384x3136`: the GEMM entry on a shape the batch-16 FFNs run (its GFLOP/s is the
-// practical ceiling of the 1x1 convolutions). bench/compare/vision_pytorch.py runs timm's models
-// in PyTorch in the same run and prints the ratios.
+// practical ceiling of the 1x1 convolutions). `packed_conv1x1_MxKxN` / `sgemm_conv1x1_MxKxN`: one
+// 1x1 convolution through cpu::packed_gemm and through the GEMM entry (hot weights).
+// bench/compare/vision_pytorch.py runs timm's models in PyTorch in the same run and prints the ratios.
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <random>
+#include <vector>
 #include <string>
 
+#include "membound/backend/cpu/packed_gemm.hpp"
 #include "membound/vision/vision.hpp"
 #include "probes.hpp"
 
@@ -50,6 +54,32 @@ void gemm_entry(bm::State& st) {
   bench::flops(st, 2.0 * double(m) * double(n) * double(k));
 }
 
+// One 1x1 convolution of EfficientViT, W (m, k) x X (k, n) + bias: `packed` = cpu::packed_gemm with W
+// packed once (what vision/ runs), `sgemm` = the GEMM entry then the bias pass (what it ran before).
+void conv1x1(bm::State& st, index_t m, index_t k, index_t n, bool packed) {
+  array<float> w({m, k}), x({k, n}), y({m, n}), bias({m});
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (float* p : {w.data(), x.data()})
+    for (index_t i = 0; i < (p == w.data() ? m * k : k * n); ++i) p[i] = u(gen);
+  const cpu::packed_matrix pw = cpu::pack_weights(w.data(), m, k, k);
+  const auto run = [&] {
+    if (packed) {
+      cpu::packed_gemm(pw, x.data(), n, y.data(), n, n, {bias.data(), true, false});
+    } else {
+      cpu::gemm(w.cview(), x.cview(), y.view());
+      for (index_t r = 0; r < m; ++r)
+        for (index_t j = 0; j < n; ++j) y.data()[r * n + j] = std::max(y.data()[r * n + j] + bias.data()[r], 0.0f);
+    }
+  };
+  run();
+  for (auto _ : st) {
+    run();
+    bm::ClobberMemory();
+  }
+  bench::flops(st, 2.0 * double(m) * double(n) * double(k));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -59,6 +89,16 @@ int main(int argc, char** argv) {
   };
   reg("probe_fma", [](bm::State& st) { bench::probe_fma(st); })->Iterations(5000)->Unit(bm::kMicrosecond);
   reg("gemm_384x384x3136", gemm_entry);
+  // M5 at batch 1: stage-1/2/3 FFNs (C -> 2C -> C at 196, 49, 16 tokens), the downsample's
+  // expansion (C -> 4C) and contraction (4C -> C'), and M4's batch-16 stage-1 FFN (3136 tokens).
+  for (const auto& [m, k, n] : std::vector<std::array<index_t, 3>>{{384, 192, 196}, {192, 384, 196}, {576, 288, 49},
+                                                                  {288, 576, 49}, {768, 384, 16}, {384, 768, 16},
+                                                                  {768, 192, 196}, {288, 768, 49}, {256, 128, 3136}})
+    for (bool packed : {true, false})
+      reg(std::string(packed ? "packed" : "sgemm") + "_conv1x1_" + std::to_string(m) + "x" + std::to_string(k) + "x" +
+              std::to_string(n),
+          [=](bm::State& st) { conv1x1(st, m, k, n, packed); })
+          ->Unit(bm::kMicrosecond);
   for (const auto& cfg : vision::efficientvit_configs())
     for (index_t batch : {1, 16})
       for (int threads : {1, 2})
@@ -71,6 +111,9 @@ int main(int argc, char** argv) {
   bm::RunSpecifiedBenchmarks(&rep);
   const bench::ratio_row table[] = {
       {"gemm_384x384x3136", "probe_fma", "FLOP/s", 0.9},
+      {"packed_conv1x1_384x192x196", "sgemm_conv1x1_384x192x196", "FLOP/s", 1.0},
+      {"packed_conv1x1_288x576x49", "sgemm_conv1x1_288x576x49", "FLOP/s", 1.0},
+      {"packed_conv1x1_768x384x16", "sgemm_conv1x1_768x384x16", "FLOP/s", 1.0},
       {"efficientvit_m3_b16_t1", "probe_fma", "FLOP/s", 0.6},
       {"efficientvit_m4_b16_t1", "probe_fma", "FLOP/s", 0.6},
       {"efficientvit_m5_b16_t1", "probe_fma", "FLOP/s", 0.6},

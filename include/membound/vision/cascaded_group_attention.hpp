@@ -89,6 +89,7 @@ public:
     for (index_t i = 0; i < h; ++i) {
       const std::string hi = std::to_string(i);
       a.qkv.push_back(fold_conv_bn(sd, prefix + ".qkvs." + hi, c.dim / h, 2 * kd + d, 1));
+      detail::pack_1x1<B>(a.qkv.back());
       const index_t k = c.kernels[static_cast<std::size_t>(i)];
       folded_conv f = fold_conv_bn(sd, prefix + ".dws." + hi, 1, kd, k);
       for (float& w : f.weight.span()) w *= scale;
@@ -96,6 +97,7 @@ public:
       a.dw.push_back(std::move(f));
     }
     a.proj = fold_conv_bn(sd, prefix + ".proj.1", d * h, c.dim, 1);
+    detail::pack_1x1<B>(a.proj);
     const array<float>& table = sd.get(prefix + ".attention_biases", {h, r * r});
     const index_t ldb = cpu::tile_attention_bias_stride(n);
     for (index_t i = 0; i < h; ++i) {
@@ -134,8 +136,7 @@ public:
         for (index_t j = 0; j < ch * t; ++j) f[j] = in[j] + prev[j];
         in = f;
       }
-      detail::cm_conv1x1(qkv[i].weight.data(), rows, ch, in, t, qkv_.data(), t, t, qkv[i].bias.data(),
-                         detail::epilogue::bias, false);
+      detail::cm_conv1x1<B>(qkv[i], in, t, qkv_.data(), t, t, detail::epilogue::bias, false);
       const index_t k = cfg.kernels[static_cast<std::size_t>(i)];
       detail::cm_depthwise<B>(qkv_.data(), kd, windows, dw[i].weight.data(), dw[i].bias.data(), qd_.data(),
                               cpu::conv_geometry{r, r, k, 1, k / 2}, false);
@@ -239,8 +240,7 @@ public:
     array<float> yc({c, b * n}, uninitialized);                   // (C, B, R, R)
     to_channel_major(x.data(), b, c, n, xc.data());
     heads_forward(xc.data(), b, oc.data());
-    detail::cm_conv1x1(proj.weight.data(), c, value_channels(), oc.data(), b * n, yc.data(), b * n, b * n,
-                       proj.bias.data(), detail::epilogue::bias, false);
+    detail::cm_conv1x1<B>(proj, oc.data(), b * n, yc.data(), b * n, b * n, detail::epilogue::bias, false);
     from_channel_major(yc.data(), b, c, n, y.data());
   }
 

@@ -8,13 +8,16 @@
 /// converts a `.pth`) and every BatchNorm is folded at load time (Conv-BN -> conv + bias, the
 /// head's BatchNorm1d into its Linear, the attention scale into the Q depthwise conv, each
 /// residual depthwise conv's identity into its centre tap). Inference runs channel-major (see
-/// detail/channel_major.hpp): every 1x1 convolution of the batch is one GEMM in fixed column
-/// blocks, depthwise convolutions run per channel over all images, and the attention runs over
-/// all windows of all images per head. Threads (OpenMP): over images in the stem, over column
+/// detail/channel_major.hpp): every 1x1 convolution of the batch is one product in fixed column
+/// blocks (up to 200 columns, e.g. batch 1, through `cpu::packed_gemm` on weights packed at load
+/// time; wider through the GEMM entry), depthwise convolutions run per channel over all images,
+/// and the attention runs over all windows of all images per head. Threads (OpenMP): over images in the stem, over column
 /// blocks, channels and windows in the body; the results are identical for any thread count.
 /// Costs: `efficientvit_macs(cfg)` multiply-accumulates per image; workspace ~ 8 C1 (S/16)^2 B
 /// floats plus the stem's per-thread planes, allocated on the first call for a batch size and
-/// reused. Not safe for concurrent calls on one object.
+/// reused. Weights: the folded f32 tensors, and on AVX2 / AVX-512 builds a second, packed copy of
+/// every 1x1 convolution's (about the model's parameter bytes again: M5 +50 MB). Not safe for
+/// concurrent calls on one object.
 
 #include <cmath>
 #include <cstdint>
@@ -212,7 +215,7 @@ public:
     block& blk = blocks_[stage][static_cast<std::size_t>(block_index)]; // the mixer's input: after dw0 and ffn0
     const index_t c = blk.dw0.out_channels();
     residual_dw_forward(blk.dw0, c, 1, r);
-    ffn_forward(blk.ffn0, c, r * r);
+    ffn_forward(blk.ffn0, r * r);
     const index_t rw = lwa.attn.cfg.resolution, n = rw * rw, wy = window / nw, wx = window % nw;
     array<float> xw({c, n}); // (C, 1, R, R): the window, zero padded
     for (index_t ch = 0; ch < c; ++ch)
@@ -239,7 +242,7 @@ private:
     folded_conv pre_dw, post_dw;
     ffn_layer pre_ffn, post_ffn;
     folded_conv conv1, conv2, conv3;
-    array<float> fc1_w, fc1_b, fc2_w, fc2_b; // (rd, 4C), (rd), (4C, rd), (4C)
+    folded_conv fc1, fc2; // squeeze-excite: (rd, 4C), (4C, rd) with biases
   };
   struct stem_thread {
     std::array<nn::conv2d, 4> conv;
@@ -258,7 +261,10 @@ private:
     return f;
   }
   static ffn_layer make_ffn(const state_dict& sd, const std::string& p, index_t c) {
-    return {fold_conv_bn(sd, p + ".pw1", c, 2 * c, 1), fold_conv_bn(sd, p + ".pw2", 2 * c, c, 1)};
+    ffn_layer f{fold_conv_bn(sd, p + ".pw1", c, 2 * c, 1), fold_conv_bn(sd, p + ".pw2", 2 * c, c, 1)};
+    detail::pack_1x1<B>(f.pw1);
+    detail::pack_1x1<B>(f.pw2);
+    return f;
   }
   static array<float> copy_of(const array<float>& a) { return a; }
 
@@ -278,12 +284,14 @@ private:
         m.pre_dw = residual_dw(sd, st + ".downsample.res1.0.m", cp);
         m.pre_ffn = make_ffn(sd, st + ".downsample.res1.1.m", cp);
         m.conv1 = fold_conv_bn(sd, pm + ".conv1", cp, hid, 1);
+        detail::pack_1x1<B>(m.conv1);
         m.conv2 = fold_conv_bn(sd, pm + ".conv2", 1, hid, 3);
-        m.fc1_w = copy_of(sd.get(pm + ".se.fc1.weight", {rd, hid, 1, 1}));
-        m.fc1_b = copy_of(sd.get(pm + ".se.fc1.bias", {rd}));
-        m.fc2_w = copy_of(sd.get(pm + ".se.fc2.weight", {hid, rd, 1, 1}));
-        m.fc2_b = copy_of(sd.get(pm + ".se.fc2.bias", {hid}));
+        m.fc1 = {copy_of(sd.get(pm + ".se.fc1.weight", {rd, hid, 1, 1})), copy_of(sd.get(pm + ".se.fc1.bias", {rd})), {}};
+        m.fc2 = {copy_of(sd.get(pm + ".se.fc2.weight", {hid, rd, 1, 1})), copy_of(sd.get(pm + ".se.fc2.bias", {hid})), {}};
+        detail::pack_1x1<B>(m.fc1); // one column per image: the column kernel, at read bandwidth
+        detail::pack_1x1<B>(m.fc2);
         m.conv3 = fold_conv_bn(sd, pm + ".conv3", hid, c, 1);
+        detail::pack_1x1<B>(m.conv3);
         m.post_dw = residual_dw(sd, st + ".downsample.res2.0.m", c);
         m.post_ffn = make_ffn(sd, st + ".downsample.res2.1.m", c);
       }
@@ -376,25 +384,23 @@ private:
                             false);
     std::swap(x_, y_);
   }
-  void ffn_forward(const ffn_layer& f, index_t c, index_t t) {
-    detail::cm_ffn(f.pw1.weight.data(), f.pw1.bias.data(), f.pw2.weight.data(), f.pw2.bias.data(), c, 2 * c, x_.data(),
-                   t, h_.data());
+  void ffn_forward(const ffn_layer& f, index_t t) {
+    detail::cm_ffn<B>(f.pw1, f.pw2, x_.data(), t, h_.data());
   }
   void block_forward(block& blk, index_t b, index_t r) {
     const index_t c = blk.dw0.out_channels(), t = b * r * r;
     residual_dw_forward(blk.dw0, c, b, r);
-    ffn_forward(blk.ffn0, c, t);
+    ffn_forward(blk.ffn0, t);
     blk.mixer.forward_channel_major(x_.data(), x_.data(), b, true);
     residual_dw_forward(blk.dw1, c, b, r);
-    ffn_forward(blk.ffn1, c, t);
+    ffn_forward(blk.ffn1, t);
   }
   void merge_forward(const merge& m, index_t b, index_t r) {
     const index_t cp = m.pre_dw.out_channels(), hid = m.conv1.out_channels(), cn = m.conv3.out_channels();
-    const index_t rd = m.fc1_b.size(), t = b * r * r, rn = (r - 1) / 2 + 1, pn = rn * rn, tn = b * pn;
+    const index_t rd = m.fc1.out_channels(), t = b * r * r, rn = (r - 1) / 2 + 1, pn = rn * rn, tn = b * pn;
     residual_dw_forward(m.pre_dw, cp, b, r);
-    ffn_forward(m.pre_ffn, cp, t);
-    detail::cm_conv1x1(m.conv1.weight.data(), hid, cp, x_.data(), t, h_.data(), t, t, m.conv1.bias.data(),
-                       detail::epilogue::bias_relu, false);
+    ffn_forward(m.pre_ffn, t);
+    detail::cm_conv1x1<B>(m.conv1, x_.data(), t, h_.data(), t, t, detail::epilogue::bias_relu, false);
     float* g = y_.data(); // (hid, B, rn, rn)
     detail::cm_depthwise<B>(h_.data(), hid, b, m.conv2.weight.data(), m.conv2.bias.data(), g,
                             cpu::conv_geometry{r, r, 3, 2, 1}, true);
@@ -408,19 +414,16 @@ private:
       for (index_t p = 0; p < pn; ++p) acc += g[i * pn + p];
       pooled[static_cast<std::size_t>(i)] = acc / static_cast<float>(pn);
     }
-    detail::cm_conv1x1(m.fc1_w.data(), rd, hid, pooled.data(), b, z1.data(), b, b, m.fc1_b.data(),
-                       detail::epilogue::bias_relu, false);
-    detail::cm_conv1x1(m.fc2_w.data(), hid, rd, z1.data(), b, z2.data(), b, b, m.fc2_b.data(), detail::epilogue::bias,
-                       false);
+    detail::cm_conv1x1<B>(m.fc1, pooled.data(), b, z1.data(), b, b, detail::epilogue::bias_relu, false);
+    detail::cm_conv1x1<B>(m.fc2, z1.data(), b, z2.data(), b, b, detail::epilogue::bias, false);
     MEMBOUND_VISION_PARALLEL_FOR
     for (index_t i = 0; i < hid * b; ++i) {
       const float sc = 1.0f / (1.0f + std::exp(-z2[static_cast<std::size_t>(i)]));
       for (index_t p = 0; p < pn; ++p) g[i * pn + p] *= sc;
     }
-    detail::cm_conv1x1(m.conv3.weight.data(), cn, hid, g, tn, x_.data(), tn, tn, m.conv3.bias.data(),
-                       detail::epilogue::bias, false);
+    detail::cm_conv1x1<B>(m.conv3, g, tn, x_.data(), tn, tn, detail::epilogue::bias, false);
     residual_dw_forward(m.post_dw, cn, b, rn);
-    ffn_forward(m.post_ffn, cn, tn);
+    ffn_forward(m.post_ffn, tn);
   }
   void head_forward(index_t b, index_t r, view<float> logits) {
     const index_t c = cfg_.embed_dim[2], p = r * r, nc = cfg_.num_classes;

@@ -90,8 +90,7 @@ public:
               dst[yy * resolution + xx] = src[((yy / ws * nw + xx / ws) * ws + yy % ws) * ws + xx % ws];
         }
     }
-    detail::cm_conv1x1(attn.proj.weight.data(), c, dv, o_.data(), t, y, t, t, attn.proj.bias.data(),
-                       detail::epilogue::bias, accumulate);
+    detail::cm_conv1x1<B>(attn.proj, o_.data(), t, y, t, t, detail::epilogue::bias, accumulate);
   }
 
   /// y (B, C, H, W) = LWA(x (B, C, H, W)), NCHW, H = W = resolution (no residual).

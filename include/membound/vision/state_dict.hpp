@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "membound/backend/cpu/packed_gemm.hpp"
 #include "membound/core/array.hpp"
 #include "membound/core/error.hpp"
 #include "membound/io/safetensors.hpp"
@@ -78,10 +79,14 @@ private:
 };
 
 /// A convolution (or Linear) with BatchNorm folded in: weight (C_out, per) row-major, bias (C_out).
+/// A 1x1 convolution may also carry `packed`, its weight repacked for `cpu::packed_gemm` (see
+/// vision::detail::pack_1x1; empty otherwise).
 struct folded_conv {
-  array<float> weight; // (C_out, C_in/groups * k * k)
-  array<float> bias;   // (C_out)
+  array<float> weight;        // (C_out, C_in/groups * k * k)
+  array<float> bias;          // (C_out)
+  cpu::packed_matrix packed;  // weight packed for the backend's register tile, or empty
   index_t out_channels() const noexcept { return bias.size(); }
+  index_t in_channels() const noexcept { return bias.size() == 0 ? 0 : weight.size() / bias.size(); }
 };
 
 /// Folds `<prefix>.conv.weight` (C_out, cin_g, k, k) and the eval BatchNorm `<prefix>.bn.*`
@@ -95,7 +100,7 @@ inline folded_conv fold_conv_bn(const state_dict& sd, const std::string& prefix,
   const array<float>& m = sd.get(prefix + ".bn.running_mean", {cout});
   const array<float>& v = sd.get(prefix + ".bn.running_var", {cout});
   const index_t per = cin_g * k * k;
-  folded_conv f{array<float>({cout, per}, uninitialized), array<float>({cout}, uninitialized)}; // (C_out, per), (C_out)
+  folded_conv f{array<float>({cout, per}, uninitialized), array<float>({cout}, uninitialized), {}}; // (C_out, per), (C_out)
   for (index_t o = 0; o < cout; ++o) {
     const double s = static_cast<double>(g.data()[o]) / std::sqrt(static_cast<double>(v.data()[o]) + eps);
     for (index_t i = 0; i < per; ++i) f.weight.data()[o * per + i] = static_cast<float>(w.data()[o * per + i] * s);
@@ -119,7 +124,7 @@ inline folded_conv fold_bn_linear(const state_dict& sd, const std::string& bn, c
     s[static_cast<std::size_t>(i)] = static_cast<double>(g.data()[i]) / std::sqrt(static_cast<double>(v.data()[i]) + eps);
     t[static_cast<std::size_t>(i)] = static_cast<double>(b.data()[i]) - static_cast<double>(m.data()[i]) * s[static_cast<std::size_t>(i)];
   }
-  folded_conv f{array<float>({cout, cin}, uninitialized), array<float>({cout}, uninitialized)}; // (C_out, C_in), (C_out)
+  folded_conv f{array<float>({cout, cin}, uninitialized), array<float>({cout}, uninitialized), {}}; // (C_out, C_in), (C_out)
   for (index_t o = 0; o < cout; ++o) {
     double acc = lb.data()[o];
     for (index_t i = 0; i < cin; ++i) {

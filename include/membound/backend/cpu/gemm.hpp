@@ -3,7 +3,8 @@
 /// @file
 /// @brief The one GEMM entry point: C = alpha * A B + beta * C in f32, through oneDNN's `dnnl_sgemm`
 /// (`backend::onednn`, the default when the build found oneDNN) or Eigen's product
-/// (`backend::eigen`, always available). There is no hand-written general GEMM in membound.
+/// (`backend::eigen`, always available). There is no hand-written general GEMM in membound
+/// (`cpu::packed_gemm` is a fused kernel for weights packed once, where vision/ measured it faster).
 ///
 /// Layouts: every operand is a rank-2 view with a unit stride in one of its two dimensions (row-
 /// or column-major, e.g. `w.transpose()`), and a leading stride >= its inner extent; other strided

@@ -5,11 +5,13 @@
 /// images, C channels and H x W positions is stored (C, B, H, W): channel c's planes of all
 /// images are consecutive, so a 1x1 convolution of the whole batch is one GEMM W (C_out, C_in) x
 /// X (C_in, B H W), and every channel of every image is still a contiguous H x W plane for the
-/// depthwise kernels. GEMMs run in fixed blocks of columns (threads take whole blocks, each block
-/// one single-threaded GEMM call), so results do not depend on the thread count.
+/// depthwise kernels. Products run in fixed blocks of columns (threads take whole blocks, each
+/// block one single-threaded call: `cpu::packed_gemm` on pre-packed weights for a layer of one
+/// block, else the GEMM entry), so results do not depend on the thread count.
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -19,6 +21,7 @@
 #include "membound/backend/cpu/gemm.hpp"
 #include "membound/core/array.hpp"
 #include "membound/core/view.hpp"
+#include "membound/vision/state_dict.hpp"
 
 namespace membound {
 inline namespace v0_1 {
@@ -38,7 +41,7 @@ namespace detail {
 /// maps of one image: 196, 49, 16; one call is fastest there, splitting a 256x128x196 product in
 /// two costs ~15% on one thread), otherwise an even number of equal blocks of about 256 columns,
 /// rounded up to 16, so two threads get equal shares.
-inline index_t column_block(index_t n) noexcept {
+constexpr index_t column_block(index_t n) noexcept {
   if (n <= 200) return std::max<index_t>(n, 1);
   index_t blocks = (n + 255) / 256;
   blocks += blocks % 2;
@@ -52,16 +55,9 @@ inline float* thread_scratch(index_t floats) {
   return buf.data();
 }
 
-/// What follows the GEMM of `cm_conv1x1` on each block while it is in cache.
+/// What follows the product of `cm_conv1x1` on each block while it is in cache.
 enum class epilogue { bias, bias_relu };
 
-/// y (M, N) = W (M, K) x (K, N) + bias [+ y when accumulate] [then ReLU], rows of x and y with
-/// strides ldx and ldy, W row-major (M, K), bias M entries: the GEMM entry on the column blocks
-/// of `column_block(N)`, each one single-threaded GEMM call followed by the epilogue while the
-/// block is in cache, so results do not depend on the thread count. (A register-tiled kernel without packing
-/// measured 0.3-0.9x of oneDNN's sgemm on the M4 shapes, N = 16..3136, so the GEMM entry stays.)
-/// With one block no team is opened (an idle team member spinning on a sibling hyperthread slows
-/// the worker); every GEMM call runs in a `single_thread_scope`. Complexity: 2 M N K flops.
 /// While alive, OpenMP regions opened by this thread (e.g. inside oneDNN) run one thread: a GEMM
 /// call that is one cell of a fixed work grid must not split itself by the thread count, and
 /// must not open a nested team inside an inactive region.
@@ -80,15 +76,51 @@ public:
   single_thread_scope& operator=(const single_thread_scope&) = delete;
 };
 
-/// One column block [j0, j0 + nc) of `cm_conv1x1`: the GEMM in a one-thread scope, then the
-/// bias (and ReLU) while the block is in cache.
-inline void conv1x1_block(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy,
-                          index_t j0, index_t nc, const float* bias, epilogue epi, bool accumulate) {
+/// Whether backend B runs 1x1 convolutions through `cpu::packed_gemm` (weights packed once at
+/// load time): the FMA backends (AVX2, AVX-512). Others (scalar, sse4) call the GEMM entry, whose
+/// oneDNN picks the host's widest ISA at run time.
+template <class B>
+inline constexpr bool packs_1x1 = [] {
+#if MEMBOUND_HAS_AVX2
+  if constexpr (!std::is_same_v<B, backend::scalar>) return cpu::detail::is_avx2<typename B::arch> || cpu::detail::is_avx512<typename B::arch>;
+#endif
+  return false;
+}();
+
+/// Packs a 1x1 convolution's weight for backend B (`f.packed`), where B uses packed products.
+template <class B>
+void pack_1x1(folded_conv& f) {
+  if constexpr (packs_1x1<B>) f.packed = cpu::pack_weights<B>(f.weight.data(), f.out_channels(), f.in_channels(), f.in_channels());
+}
+
+/// Whether a 1x1 convolution over n columns runs through its packed weights: when it is one
+/// column block (n <= 200: the maps of one image, or a few at stage 3). There each weight is
+/// read once per call, from memory at batch 1, and oneDNN's sgemm would repack W on every call;
+/// the packed tile prefetches the weight stream instead (M5 at batch 1: 64 -> 87 images/s).
+/// Wider layers (batches) keep the GEMM entry, whose cache blocking reuses W across columns
+/// (3-12% faster there than the packed tile, measured with bench_vision's b16 rows).
+inline bool uses_packed(index_t n) noexcept { return column_block(n) >= n; }
+
+/// One column block [j0, j0 + nc) of `cm_conv1x1`: y (M, .) = W (M, K) x (K, .) + bias [+ y]
+/// [then ReLU]. With `packed` and f.packed (see pack_1x1, uses_packed): one
+/// `cpu::packed_gemm` call, the epilogue inside the register tile. Otherwise the GEMM entry in a
+/// one-thread scope, then the bias (and ReLU) while the block is in cache.
+template <class B>
+void conv1x1_block(const folded_conv& f, const float* x, index_t ldx, float* y, index_t ldy, index_t j0, index_t nc,
+                   epilogue epi, bool accumulate, bool packed) {
+  const index_t m = f.out_channels(), k = f.in_channels();
+  if constexpr (packs_1x1<B>) {
+    if (packed && f.packed.rows() == m) {
+      cpu::packed_gemm<B>(f.packed, x + j0, ldx, y + j0, ldy, nc, {f.bias.data(), epi == epilogue::bias_relu, accumulate});
+      return;
+    }
+  }
   {
     const single_thread_scope one;
-    cpu::gemm(make_view<const float>(w, {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
+    cpu::gemm(make_view<const float>(f.weight.data(), {m, k}), make_view<const float>(x + j0, {k, nc}, {ldx, 1}),
               make_view<float>(y + j0, {m, nc}, {ldy, 1}), 1.0f, accumulate ? 1.0f : 0.0f);
   }
+  const float* bias = f.bias.data();
   for (index_t r = 0; r < m; ++r) {
     float* yr = y + r * ldy + j0;
     const float b = bias[r];
@@ -99,33 +131,41 @@ inline void conv1x1_block(const float* w, index_t m, index_t k, const float* x, 
   }
 }
 
-inline void cm_conv1x1(const float* w, index_t m, index_t k, const float* x, index_t ldx, float* y, index_t ldy,
-                       index_t n, const float* bias, epilogue epi, bool accumulate) {
+/// y (M, N) = W (M, K) x (K, N) + bias [+ y when accumulate] [then ReLU] for the 1x1 convolution
+/// f (M = f.out_channels(), K = f.in_channels()), rows of x and y with strides ldx and ldy: on
+/// the column blocks of `column_block(N)`, threads taking whole blocks. With f.packed and one
+/// block (`uses_packed`) every output is one FMA chain over K in order (`cpu::packed_gemm`);
+/// otherwise each block is one single-threaded GEMM call. Either way the bits depend on N only,
+/// never on the thread count. With one block no team is opened (an idle team member
+/// spinning on a sibling hyperthread slows the worker). Complexity: 2 M N K flops.
+template <class B>
+void cm_conv1x1(const folded_conv& f, const float* x, index_t ldx, float* y, index_t ldy, index_t n, epilogue epi,
+                bool accumulate) {
   const index_t width = column_block(n), blocks = (n + width - 1) / width;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (blocks > 1)
 #endif
   for (index_t blk = 0; blk < blocks; ++blk) {
     const index_t j0 = blk * width;
-    conv1x1_block(w, m, k, x, ldx, y, ldy, j0, std::min(width, n - j0), bias, epi, accumulate);
+    conv1x1_block<B>(f, x, ldx, y, ldy, j0, std::min(width, n - j0), epi, accumulate, uses_packed(n));
   }
 }
 
 /// The residual FFN x += W2 ReLU(W1 x + b1) + b2 of a channel-major x (C, N), hidden width H, fused
-/// per column block: both GEMMs of a block run back to back on one thread, so the block's hidden
-/// activation (H x width floats of `h`, a (H, N) workspace) is still in L2 when the second reads
-/// it and the whole FFN is one parallel region. Same blocks and calls as two `cm_conv1x1`s, so
-/// the same bits. Complexity: 4 C H N flops.
-inline void cm_ffn(const float* w1, const float* b1, const float* w2, const float* b2, index_t c, index_t hid, float* x,
-                   index_t n, float* h) {
+/// per column block: both products of a block run back to back on one thread, so the block's
+/// hidden activation (H x width floats of `h`, a (H, N) workspace) is still in L2 when the second
+/// reads it and the whole FFN is one parallel region. Same blocks and calls as two
+/// `cm_conv1x1`s, so the same bits. Complexity: 4 C H N flops.
+template <class B>
+void cm_ffn(const folded_conv& pw1, const folded_conv& pw2, float* x, index_t n, float* h) {
   const index_t width = column_block(n), blocks = (n + width - 1) / width;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (blocks > 1)
 #endif
   for (index_t blk = 0; blk < blocks; ++blk) {
     const index_t j0 = blk * width, nc = std::min(width, n - j0);
-    conv1x1_block(w1, hid, c, x, n, h, n, j0, nc, b1, epilogue::bias_relu, false);
-    conv1x1_block(w2, c, hid, h, n, x, n, j0, nc, b2, epilogue::bias, true);
+    conv1x1_block<B>(pw1, x, n, h, n, j0, nc, epilogue::bias_relu, false, uses_packed(n));
+    conv1x1_block<B>(pw2, h, n, x, n, j0, nc, epilogue::bias, true, uses_packed(n));
   }
 }
 
