@@ -147,12 +147,14 @@ MEMBOUND_ALWAYS_INLINE void stream_fence() noexcept {
 #endif
 }
 
-/// Software prefetch of the cache line holding p into all cache levels (a hint: never faults,
-/// so it may point past the end of a buffer). Used where a kernel alternates a memory-bound
-/// phase with a compute-bound one (softmax): the compute phase pulls the next block in.
+/// Software prefetch of the cache line holding p (a hint: never faults, so it may point past the
+/// end of a buffer): into all cache levels with the default Locality 3, into L2 and below with
+/// 2 (prefetcht1). Used where a kernel alternates a memory-bound phase with a compute-bound one
+/// (softmax: the compute phase pulls the next block in) or streams weights (packed_gemm).
+template <int Locality = 3>
 MEMBOUND_ALWAYS_INLINE void prefetch(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 0, 3);
+  __builtin_prefetch(p, 0, Locality);
 #else
   (void)p;
 #endif
