@@ -8,14 +8,15 @@
 /// and the general GEMM entry (`cpu::gemm`, oneDNN's sgemm) repacks W on every call.
 ///
 /// The tile: `packed_tile<B>::mr` rows of W by `nv` SIMD vectors of columns live in registers
-/// (AVX-512: 12 x 32, AVX2: 6 x 16; a tail of at most one vector runs mr x 1 vector); each step
-/// over K broadcasts mr weights from the packed panel and multiplies them into the vectors of x.
-/// x is copied per column panel into a zero-padded contiguous (kc, nv lanes) panel, so tails in N
-/// cost no branches inside the loop. At most 4 columns past the last whole vector (N = 49 is 3
-/// vectors and 1 column) run through a column kernel instead: a panel's mr rows in one vector,
-/// one FMA per weight step and column, 4 panels at once (2 on AVX2) so that the chains do not
-/// wait on the FMA latency. K runs in blocks of `packed_matrix::kc` (128) columns, so the x
-/// panel of a block (16 KiB) stays in L1; y carries each output's chain from block to block.
+/// (AVX-512: 8 x 48, AVX2: 6 x 16; tails run fewer vectors, a one-vector tail two panels at once
+/// where they fit); each step over K broadcasts the weights of the panel and multiplies them into
+/// the vectors of x. x is copied per column panel into a zero-padded contiguous (kc, nv lanes)
+/// panel, so tails in N cost no branches inside the loop. At most 4 columns past the last whole
+/// vector (N = 49 is 3 vectors and 1 column) run through a column kernel instead: a panel's mr
+/// rows in one vector, one FMA per weight step and column, 4 panels at once (2 on AVX2) so that
+/// the chains do not wait on the FMA latency. K runs in blocks of `packed_matrix::kc` (128)
+/// columns, so the x panel of a block (24 KiB) stays in L1; y carries each output's chain from
+/// block to block.
 /// The weights lie in the order the tiles read them, and the stream is prefetched
 /// `packed_prefetch_bytes` ahead into L2: at batch 1 each weight serves a few columns only and
 /// comes from memory (EfficientViT-M5 reads 50 MB of weights per image).
@@ -45,6 +46,12 @@ namespace membound {
 inline namespace v0_1 {
 namespace cpu {
 
+// The AVX-512 tile, rows x vectors (a build may set both): 8 x 3 measured 3-6% faster than 12 x 2
+// in EfficientViT-M2..M5 at batch 1 (N = 196 and 49 fill three vectors better: 4 x 48 + 4, 48 + 1).
+#ifndef MEMBOUND_PACKED_MR
+#define MEMBOUND_PACKED_MR 8
+#define MEMBOUND_PACKED_NV 3
+#endif
 /// The register tile of `packed_gemm<B>`: mr rows of W by nv vectors of lanes columns.
 template <class B>
 struct packed_tile {
@@ -54,9 +61,9 @@ struct packed_tile {
 template <class Arch>
 struct packed_tile<backend::simd<Arch>> {
   static constexpr index_t lanes = static_cast<index_t>(detail::lanes<Arch>);
-  // 32 registers (AVX-512): 24 accumulators, 2 vectors of x, broadcasts from memory. 16 registers
-  // (AVX2, SSE): 12 accumulators, 2 vectors of x, 1 broadcast.
-  static constexpr index_t mr = detail::is_avx512<Arch> ? 12 : 6, nv = 2;
+  // 32 registers (AVX-512): 24 accumulators, 3 vectors of x, a broadcast. 16 registers (AVX2,
+  // SSE): 12 accumulators, 2 vectors of x, 1 broadcast.
+  static constexpr index_t mr = detail::is_avx512<Arch> ? MEMBOUND_PACKED_MR : 6, nv = detail::is_avx512<Arch> ? MEMBOUND_PACKED_NV : 2;
 };
 #endif
 
@@ -70,7 +77,7 @@ struct packed_tile<backend::simd<Arch>> {
 /// the weight stream is sequential. O(M K) floats, built once.
 class packed_matrix {
 public:
-  /// Columns of W per block: the x panel of one block (kc x 32 floats, 16 KiB) stays in L1
+  /// Columns of W per block: the x panel of one block (kc x 48 floats, 24 KiB) stays in L1
   /// beside the weights (a build may set MEMBOUND_PACKED_KC; 128 to 2048 measured within noise).
   static constexpr index_t kc = MEMBOUND_PACKED_KC;
   /// Floats allocated past the last panel (read, never used, by the column kernel).
@@ -145,18 +152,21 @@ MEMBOUND_ALWAYS_INLINE void unroll(F&& f) {
 /// batch 1, 16 KiB the same as 4 KiB).
 inline constexpr index_t packed_prefetch_bytes = MEMBOUND_PACKED_PREFETCH;
 
-/// One register tile: y[0..rows, 0..cols) (leading stride ldy) op= wp (k, MR) x xp (k, NV L),
-/// prefetching the weight stream `packed_prefetch_bytes` ahead: at batch 1 each weight is read
-/// once per forward pass and comes from memory, not from cache, and the panels lie one after
-/// the other in the order the tiles read them.
-template <class A, int MR, int NV>
-MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp, const float* MEMBOUND_RESTRICT xp,
-                                               index_t k, index_t ldxp, float* y, index_t ldy, index_t rows,
-                                               index_t cols, bool load_y, const float* bias, bool relu) {
+/// One register tile: y[0..rows, 0..cols) (leading stride ldy) op= W x xp (k, NV L), W the PP
+/// consecutive panels at wp (pstride floats apart, (k, MR) each: PP MR rows), prefetching the
+/// weight stream `packed_prefetch_bytes` ahead: at batch 1 each weight is read once per forward
+/// pass and comes from memory, not from cache, and the panels lie in the order the tiles read
+/// them.
+template <class A, int MR, int NV, int PP = 1>
+MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp, index_t pstride,
+                                               const float* MEMBOUND_RESTRICT xp, index_t k, index_t ldxp, float* y,
+                                               index_t ldy, index_t rows, index_t cols, bool load_y, const float* bias,
+                                               bool relu) {
   constexpr index_t L = static_cast<index_t>(lanes<A>);
-  fbatch<A> acc[MR][NV];
+  constexpr int R = PP * MR;
+  fbatch<A> acc[R][NV];
   const auto col_n = [&](int v) { return std::clamp<index_t>(cols - v * L, 0, L); };
-  unroll<MR>([&](auto r) MEMBOUND_INLINE_LAMBDA {
+  unroll<R>([&](auto r) MEMBOUND_INLINE_LAMBDA {
     unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA {
       const index_t n = col_n(v);
       if (load_y && r < rows && n > 0)
@@ -167,15 +177,17 @@ MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp
   });
   const char* pf = reinterpret_cast<const char*>(wp) + packed_prefetch_bytes;
   for (index_t c = 0; c < k; ++c) {
-    prefetch<2>(pf + c * MR * static_cast<index_t>(sizeof(float)));
+    unroll<PP>([&](auto q) MEMBOUND_INLINE_LAMBDA {
+      prefetch<2>(pf + (q * pstride + c * MR) * static_cast<index_t>(sizeof(float)));
+    });
     fbatch<A> xv[NV];
     unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA { xv[v] = loadu<A>(xp + c * ldxp + v * L); });
-    unroll<MR>([&](auto r) MEMBOUND_INLINE_LAMBDA {
-      const fbatch<A> w(wp[c * MR + r]);
+    unroll<R>([&](auto r) MEMBOUND_INLINE_LAMBDA {
+      const fbatch<A> w(wp[(r / MR) * pstride + c * MR + r % MR]);
       unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA { acc[r][v] = fma<A>(w, xv[v], acc[r][v]); });
     });
   }
-  unroll<MR>([&](auto r) MEMBOUND_INLINE_LAMBDA {
+  unroll<R>([&](auto r) MEMBOUND_INLINE_LAMBDA {
     if (r >= rows) return;
     const fbatch<A> b(bias ? bias[r] : 0.f);
     unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA {
@@ -302,8 +314,8 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
   const index_t tiled = columns && rest > 0 && rest <= packed_column_tail ? whole : n;
   for (index_t j0 = 0; j0 < tiled; j0 += NR) {
     const index_t nc = std::min(NR, tiled - j0);
-    const bool one_vector = nc <= L; // a tail of at most one vector: half the FMAs
-    const index_t width = one_vector ? L : NR;
+    const index_t vecs = (nc + L - 1) / L; // a tail panel runs only the vectors it needs
+    const index_t width = vecs * L;
     for (index_t b = 0; b < std::max<index_t>(blocks, 1); ++b) {
       const index_t k0 = b * packed_matrix::kc, kb = blocks == 0 ? 0 : w.block_cols(b);
       for (index_t c = 0; c < kb; ++c) { // the x panel (kb, width) of this block, zero-padded columns
@@ -316,15 +328,24 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
       const bool load_y = b > 0 || epi.accumulate, last = b + 1 >= blocks;
       const float* bias = last ? epi.bias : nullptr;
       const bool relu = last && epi.relu;
-      for (index_t p = 0; p < panels; ++p) {
-        const index_t r0 = p * MR, rows = std::min<index_t>(MR, m - r0);
+      // A one-vector tail runs two panels at a time where they fit the registers (twice the
+      // chains against the FMA latency, one x load for both).
+      constexpr int pair = MR <= 8 ? 2 : 1;
+      for (index_t p = 0; p < panels;) {
+        const int pp = vecs == 1 && p + pair <= panels ? pair : 1;
+        const index_t r0 = p * MR, rows = std::min<index_t>(pp * MR, m - r0);
         const float* wp = blocks == 0 ? nullptr : w.tile(b, p);
         float* yt = y + r0 * ldy + j0;
         const float* bp = bias ? bias + r0 : nullptr;
-        if (one_vector)
-          packed_tile_kernel<A, MR, 1>(wp, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
-        else
-          packed_tile_kernel<A, MR, NV>(wp, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        if (pp == 2)
+          packed_tile_kernel<A, MR, 1, pair>(wp, MR * kb, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        else if (vecs >= NV)
+          packed_tile_kernel<A, MR, NV>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        else if (vecs == 1)
+          packed_tile_kernel<A, MR, 1>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        else if constexpr (NV > 2)
+          packed_tile_kernel<A, MR, (NV > 2 ? 2 : 1)>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        p += pp;
       }
     }
   }
