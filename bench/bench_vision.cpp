@@ -60,8 +60,8 @@ void conv1x1(bm::State& st, index_t m, index_t k, index_t n, bool packed) {
   array<float> w({m, k}), x({k, n}), y({m, n}), bias({m});
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (float* p : {w.data(), x.data()})
-    for (index_t i = 0; i < (p == w.data() ? m * k : k * n); ++i) p[i] = u(gen);
+  for (float& v : w.span()) v = u(gen);
+  for (float& v : x.span()) v = u(gen);
   const cpu::packed_matrix pw = cpu::pack_weights(w.data(), m, k, k);
   const auto run = [&] {
     if (packed) {

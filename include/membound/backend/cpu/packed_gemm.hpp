@@ -50,6 +50,8 @@ namespace cpu {
 // in EfficientViT-M2..M5 at batch 1 (N = 196 and 49 fill three vectors better: 4 x 48 + 4, 48 + 1).
 #ifndef MEMBOUND_PACKED_MR
 #define MEMBOUND_PACKED_MR 8
+#endif
+#ifndef MEMBOUND_PACKED_NV
 #define MEMBOUND_PACKED_NV 3
 #endif
 /// The register tile of `packed_gemm<B>`: mr rows of W by nv vectors of lanes columns.
@@ -339,12 +341,12 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
         const float* bp = bias ? bias + r0 : nullptr;
         if (pp == 2)
           packed_tile_kernel<A, MR, 1, pair>(wp, MR * kb, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
-        else if (vecs >= NV)
-          packed_tile_kernel<A, MR, NV>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
         else if (vecs == 1)
           packed_tile_kernel<A, MR, 1>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
-        else if constexpr (NV > 2)
-          packed_tile_kernel<A, MR, (NV > 2 ? 2 : 1)>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        else if (vecs == NV)
+          packed_tile_kernel<A, MR, NV>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+        else // two vectors of a three-vector tile
+          packed_tile_kernel<A, MR, 2>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
         p += pp;
       }
     }

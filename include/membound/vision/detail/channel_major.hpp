@@ -96,7 +96,7 @@ void pack_1x1(folded_conv& f) {
 /// Whether a 1x1 convolution over n columns runs through its packed weights: when it is one
 /// column block (n <= 200: the maps of one image, or a few at stage 3). There each weight is
 /// read once per call, from memory at batch 1, and oneDNN's sgemm would repack W on every call;
-/// the packed tile prefetches the weight stream instead (M5 at batch 1: 64 -> 87 images/s).
+/// the packed tile prefetches the weight stream instead (M5 at batch 1: 64 -> 81-89 images/s).
 /// Wider layers (batches) keep the GEMM entry, whose cache blocking reuses W across columns
 /// (3-12% faster there than the packed tile, measured with bench_vision's b16 rows).
 inline bool uses_packed(index_t n) noexcept { return column_block(n) >= n; }
