@@ -11,10 +11,19 @@
 //  - prefill_f32_T512: one 512-token chunk through a smaller model (C 1024, 4 layers, MLP 2816,
 //    vocabulary 32000, 79 M parameters), FLOP/s counting 2 x parameters x tokens plus the causal
 //    attention (4 D per visible pair per head). Baseline: probe_fma. Target 0.5.
+//  - train_step_T{1,2}: one training step (forward, cross-entropy, backward, gradient clipping and
+//    AdamW: llm::trainer::step) of a byte-level Llama at the shape of the embedded default model
+//    (C 256, 6 layers, 8 heads / 4 KV heads of 32, MLP 704, vocabulary 257: 4.6 M parameters) on
+//    8 sequences of 1024 tokens; counters tokens/s and model FLOP/s (3 x the forward's).
+//    train_forward_T1 / train_backward_T1 time the two passes alone, FLOP/s beside probe_fma
+//    (forward: 2 x matrix parameters x tokens + 4 D per visible pair per head; backward: twice
+//    the forward plus the recomputed scores, 2 D per pair per head).
 // The models are written once to a temporary safetensors file and mapped (the first touch of
 // their pages is outside the timed loops).
 // With MEMBOUND_LLM_MODEL=<Hugging Face folder> set, decode_model_T{1,2} time the same decode step
-// on that model (bench/compare/llm_pytorch.py uses it to run PyTorch and membound on one model).
+// on that model (bench/compare/llm_pytorch.py uses it to run PyTorch and membound on one model);
+// with MEMBOUND_TRAIN_MODEL=<folder> (and MEMBOUND_TRAIN_BATCH / MEMBOUND_TRAIN_TOKENS, default 8 x
+// 1024), train_model_T{1,2} time train_step on that model (bench/compare/train_pytorch.py).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -27,6 +36,8 @@
 #include "membound/io/safetensors.hpp"
 #include "membound/llm/model.hpp"
 #include "membound/llm/random_model.hpp"
+#include "membound/llm/corpus.hpp"
+#include "membound/llm/trainer.hpp"
 #include "probes.hpp"
 
 using namespace membound;
@@ -120,6 +131,73 @@ void prefill(bm::State& st) {
   bench::items(st, "tokens/s", T);
 }
 
+/// The embedded default model's shape (models/tiny-py-lm).
+llm::decoder_spec train_shape() {
+  llm::decoder_spec s;
+  s.vocab = 257, s.hidden = 256, s.intermediate = 704, s.layers = 6, s.heads = 8, s.kv_heads = 4, s.head_dim = 32;
+  s.max_positions = 1024;
+  return s;
+}
+
+/// Forward flops of one batch: every matrix once per token (the embedding lookup is free), plus
+/// the causal attention's two products (4 D per visible pair per head).
+double train_forward_flops(const llm::decoder_spec& s, index_t B, index_t T) {
+  const double matrices = static_cast<double>(s.parameters() - s.vocab * s.hidden * (s.tie_embeddings ? 0 : 1) -
+                                              s.layers * 2 * s.hidden - s.hidden);
+  const double pairs = static_cast<double>(T) * static_cast<double>(T + 1) / 2.0;
+  return 2.0 * matrices * static_cast<double>(B * T) +
+         4.0 * static_cast<double>(s.head_dim * s.heads * s.layers) * pairs * static_cast<double>(B);
+}
+
+/// Tokens of a fixed pseudo-random byte stream (the data does not change the work).
+llm::batch_source random_bytes() {
+  return [](std::uint64_t step, index_t row, std::span<std::int64_t> out) {
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = static_cast<std::int64_t>(llm::detail::draw64(3, step, static_cast<std::uint64_t>(row), i) % 256);
+  };
+}
+
+void train_step_on(bm::State& st, llm::trainable_model& m, int threads, index_t B, index_t T) {
+  bench::use_cpus(threads);
+  llm::trainer_config cfg;
+  cfg.batch = B, cfg.tokens = T, cfg.steps = 1 << 30, cfg.warmup = 10, cfg.progress = nullptr;
+  llm::trainer tr(m, random_bytes(), cfg);
+  tr.step(); // warm: activations, optimiser state, GEMM packing
+  for (auto _ : st) bm::DoNotOptimize(tr.step().loss);
+  bench::use_cpus(1);
+  bench::items(st, "tokens/s", static_cast<double>(B * T));
+  bench::flops(st, 3.0 * train_forward_flops(m.spec(), B, T));
+}
+
+void train_step(bm::State& st, int threads) {
+  llm::trainable_model m(train_shape(), 1);
+  train_step_on(st, m, threads, 8, 1024);
+}
+
+/// forward = true: forward + cross-entropy; false: backward alone (the forward untimed).
+void train_pass(bm::State& st, bool forward) {
+  constexpr index_t B = 8, T = 1024;
+  llm::trainable_model m(train_shape(), 1);
+  std::vector<std::int64_t> ids(B * T), targets(B * T);
+  random_bytes()(0, 0, ids);
+  random_bytes()(1, 0, targets);
+  m.forward(ids, B, T);
+  m.cross_entropy(targets);
+  m.backward(m.dlogits()); // warm
+  for (auto _ : st) {
+    if (!forward) st.PauseTiming();
+    m.forward(ids, B, T);
+    bm::DoNotOptimize(m.cross_entropy(targets));
+    if (!forward) {
+      st.ResumeTiming();
+      m.backward(m.dlogits());
+    }
+  }
+  const auto& s = m.spec();
+  const double recompute = 2.0 * static_cast<double>(s.head_dim * s.heads * s.layers) * (T * (T + 1) / 2.0) * B;
+  bench::flops(st, forward ? train_forward_flops(s, B, T) : 2.0 * train_forward_flops(s, B, T) + recompute);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -136,6 +214,17 @@ int main(int argc, char** argv) {
   reg("decode_bf16_T1", [](bm::State& st) { decode(st, true, 1); })->Iterations(12);
   reg("decode_bf16_T2", [](bm::State& st) { decode(st, true, 2); })->Iterations(12);
   reg("prefill_f32_T512", [](bm::State& st) { prefill(st); })->Iterations(2);
+  reg("train_forward_T1", [](bm::State& st) { train_pass(st, true); })->Iterations(3);
+  reg("train_backward_T1", [](bm::State& st) { train_pass(st, false); })->Iterations(3);
+  reg("train_step_T1", [](bm::State& st) { train_step(st, 1); })->Iterations(3);
+  reg("train_step_T2", [](bm::State& st) { train_step(st, 2); })->Iterations(3);
+  if (const char* dir = std::getenv("MEMBOUND_TRAIN_MODEL")) {
+    static llm::trainable_model folder = llm::trainable_model::load(dir);
+    static const index_t batch = std::getenv("MEMBOUND_TRAIN_BATCH") ? std::atoll(std::getenv("MEMBOUND_TRAIN_BATCH")) : 8;
+    static const index_t tokens = std::getenv("MEMBOUND_TRAIN_TOKENS") ? std::atoll(std::getenv("MEMBOUND_TRAIN_TOKENS")) : 1024;
+    reg("train_model_T1", [](bm::State& st) { train_step_on(st, folder, 1, batch, tokens); })->MinTime(2.0);
+    reg("train_model_T2", [](bm::State& st) { train_step_on(st, folder, 2, batch, tokens); })->MinTime(2.0);
+  }
   if (const char* dir = std::getenv("MEMBOUND_LLM_MODEL")) {
     static const llm::model folder = llm::model::load(dir);
     reg("decode_model_T1", [](bm::State& st) { decode_on(st, folder, 1); })->MinTime(1.0);
@@ -153,6 +242,10 @@ int main(int argc, char** argv) {
       {"decode_bf16_T2", "decode_bf16_T1", "tokens/s", 1.6},
       {"decode_bf16_T1", "decode_f32_T1", "tokens/s", 0},
       {"prefill_f32_T512", "probe_fma", "FLOP/s", 0.5},
+      {"train_forward_T1", "probe_fma", "FLOP/s", 0},
+      {"train_backward_T1", "probe_fma", "FLOP/s", 0},
+      {"train_step_T1", "probe_fma", "FLOP/s", 0},
+      {"train_step_T2", "train_step_T1", "tokens/s", 0},
   };
   bench::print_ratios(rep, table);
   bm::Shutdown();

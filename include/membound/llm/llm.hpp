@@ -13,7 +13,8 @@
 ///    policy x budget grid with CSV and plot (eval.hpp);
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
 ///  - llm::write_random_model: a Llama-shaped folder of random weights (random_model.hpp);
-///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp).
+///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp);
+///  - llm::trainable_model: the decoder with f32 parameters and a backward pass (trainable_model.hpp).
 ///  - llm::tokenizer: Hugging Face tokenizer.json byte-level BPE (tokenizer.hpp) is NOT included
 ///    here: its regexes run on PCRE2, so include "membound/llm/tokenizer.hpp" yourself and link
 ///    libpcre2-8 (Debian libpcre2-dev; pkg-config libpcre2-8).
@@ -25,4 +26,5 @@
 #include "membound/llm/policy.hpp"
 #include "membound/llm/random_model.hpp"
 #include "membound/llm/rope.hpp"
+#include "membound/llm/trainable_model.hpp"
 #include "membound/llm/weights.hpp"
