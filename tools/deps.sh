@@ -3,7 +3,8 @@
 # sudo available). Usage: tools/deps.sh [extra-package ...]
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config meson
-      libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev libdnnl-dev ocl-icd-opencl-dev doctest-dev libbenchmark-dev libstb-dev libpcre2-dev "$@")
+      libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev libdnnl-dev ocl-icd-opencl-dev doctest-dev libbenchmark-dev libstb-dev libpcre2-dev
+      libpython3-stdlib "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

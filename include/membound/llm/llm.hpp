@@ -14,7 +14,12 @@
 ///  - llm::weights: the checkpoint's tensors in their stored type (weights.hpp);
 ///  - llm::write_random_model: a Llama-shaped folder of random weights (random_model.hpp);
 ///  - llm::rope_frequencies: RoPE with the default, linear, llama3 and YaRN scalings (rope.hpp);
-///  - llm::trainable_model: the decoder with f32 parameters and a backward pass (trainable_model.hpp).
+///  - training (issue 15): llm::trainable_model, the decoder with f32 parameters and a backward pass
+///    per layer (trainable_model.hpp); llm::trainer, AdamW / Muon with clipping, a cosine schedule
+///    and bit-identical resume from Hugging Face checkpoints (trainer.hpp); llm::byte_corpus and the
+///    byte tokenizer (corpus.hpp); llm::make_text_task, retrieval and copy tasks as text
+///    (synthetic_tasks.hpp); TRIM-KV gate distillation, llm::trainable_gates and
+///    llm::gate_distiller (gate_distillation.hpp).
 ///  - llm::tokenizer: Hugging Face tokenizer.json byte-level BPE (tokenizer.hpp) is NOT included
 ///    here: its regexes run on PCRE2, so include "membound/llm/tokenizer.hpp" yourself and link
 ///    libpcre2-8 (Debian libpcre2-dev; pkg-config libpcre2-8).
@@ -26,5 +31,9 @@
 #include "membound/llm/policy.hpp"
 #include "membound/llm/random_model.hpp"
 #include "membound/llm/rope.hpp"
+#include "membound/llm/corpus.hpp"
+#include "membound/llm/gate_distillation.hpp"
+#include "membound/llm/synthetic_tasks.hpp"
 #include "membound/llm/trainable_model.hpp"
+#include "membound/llm/trainer.hpp"
 #include "membound/llm/weights.hpp"

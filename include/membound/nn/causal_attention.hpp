@@ -30,6 +30,7 @@
 
 #include "membound/backend/cpu/exp.hpp"
 #include "membound/backend/cpu/gemm.hpp"
+#include "membound/backend/cpu/reduce.hpp"
 #include "membound/core/array.hpp"
 #include "membound/core/error.hpp"
 #include "membound/core/view.hpp"
@@ -45,11 +46,12 @@ namespace nn {
 /// Causal GQA attention with an optional retention bias; see the file comment. An aggregate of
 /// settings; the calls take their workspace from the caller (grown on demand, reused across calls).
 struct causal_attention {
+  static constexpr index_t max_block = 512;
   float scale = 0.0f;  ///< 0 means 1 / sqrt(D)
-  index_t block = 64;  ///< query rows per tile
+  index_t block = 64;  ///< query rows per tile, in [1, max_block]
 
   /// o (B,T,H,D) and lse (B,H,T), overwritten. @throws shape_error naming the shapes that do not
-  /// fit; config_error for block < 1.
+  /// fit; config_error for a block outside [1, max_block].
   void forward(view<const float> q, view<const float> k, view<const float> v, view<float> o, view<float> lse,
                array<float>& workspace, view<const float> log_beta = view<const float>()) const {
     const auto s = check(q, k, v, o, lse, log_beta, "forward");
@@ -66,17 +68,22 @@ struct causal_attention {
           const index_t t1 = std::min(s.t, t0 + block), rows = t1 - t0;
           const view<float> sc = tile(ws, rows, t1, s.t); // (rows,t1)
           scores(qh, kg, sc, t0, t1, s.scale, lb, lbs);
+          // Unnormalised softmax (E = exp(s - max)) in one pass per row; the 1 / sum moves to the
+          // output rows after E v, as in FlashAttention.
+          float inv[max_block];
           for (index_t r = 0; r < rows; ++r) {
             float* row = sc.data() + r * s.t;
-            const index_t len = t0 + r + 1;
-            softmax_state st;
-            cpu::softmax_update(st, std::span<const float>(row, static_cast<std::size_t>(len)));
-            lh[(t0 + r) * lse.stride(2)] = st.logsumexp();
-            cpu::softmax_finish(st, std::span<const float>(row, static_cast<std::size_t>(len)),
-                                std::span<float>(row, static_cast<std::size_t>(len)));
+            const std::size_t len = static_cast<std::size_t>(t0 + r + 1);
+            const float m = cpu::max(std::span<const float>(row, len));
+            const float sum = cpu::exp_shifted(std::span<const float>(row, len), m, std::span<float>(row, len));
+            lh[(t0 + r) * lse.stride(2)] = m + std::log(sum);
+            inv[r] = 1.0f / sum;
             std::fill(row + len, row + t1, 0.0f);
           }
-          cpu::gemm(view<const float>(sc), vg.slice(0, 0, t1), oh.slice(0, t0, t1)); // (rows,D)
+          const auto ob = oh.slice(0, t0, t1); // (rows,D)
+          cpu::gemm(view<const float>(sc), vg.slice(0, 0, t1), ob);
+          for (index_t r = 0; r < rows; ++r)
+            for (index_t d = 0; d < s.d; ++d) ob(r, d) *= inv[r];
         }
       }
     });
@@ -124,14 +131,23 @@ struct causal_attention {
             const index_t t = t0 + r, len = t + 1;
             float* pr = p.data() + r * s.t;
             float* dr = ds.data() + r * s.t;
-            const float l = lh[t * lse.stride(2)];
-            for (index_t i = 0; i < len; ++i) pr[i] -= l;
-            cpu::exp(std::span<const float>(pr, static_cast<std::size_t>(len)), std::span<float>(pr, static_cast<std::size_t>(len)));
+            const std::span<float> ps(pr, static_cast<std::size_t>(len));
+            cpu::exp_shifted(std::span<const float>(ps), lh[t * lse.stride(2)], ps); // P = exp(s - lse)
             float dd = 0.0f;
             for (index_t d = 0; d < s.d; ++d) dd += doh(t, d) * oh(t, d);
-            for (index_t i = 0; i < len; ++i) dr[i] = pr[i] * (dr[i] - dd);
-            if (dlb != nullptr)
-              for (index_t i = 0; i < len; ++i) dlb[i * dlbs] += dr[i] * static_cast<float>(t - i);
+            if (dlb == nullptr) {
+              for (index_t i = 0; i < len; ++i) dr[i] = pr[i] * (dr[i] - dd);
+            } else if (dlbs == 1) {
+              for (index_t i = 0; i < len; ++i) {
+                dr[i] = pr[i] * (dr[i] - dd);
+                dlb[i] += dr[i] * static_cast<float>(t - i);
+              }
+            } else {
+              for (index_t i = 0; i < len; ++i) {
+                dr[i] = pr[i] * (dr[i] - dd);
+                dlb[i * dlbs] += dr[i] * static_cast<float>(t - i);
+              }
+            }
             std::fill(pr + len, pr + t1, 0.0f);
             std::fill(dr + len, dr + t1, 0.0f);
           }
@@ -162,7 +178,8 @@ private:
 
   sizes check(const view<const float>& q, const view<const float>& k, const view<const float>& v, const view<const float>& o,
               const view<const float>& lse, const view<const float>& log_beta, const char* fn) const {
-    MEMBOUND_EXPECTS(block >= 1, config_error, "causal_attention: block = ", block, ", expected >= 1");
+    MEMBOUND_EXPECTS(block >= 1 && block <= max_block, config_error, "causal_attention: block = ", block, ", expected 1..",
+                     max_block);
     MEMBOUND_EXPECTS(q.rank() == 4 && k.rank() == 4 && q.stride(3) == 1 && k.stride(3) == 1, shape_error, "causal_attention::",
                      fn, ": q must be (B,T,H,D) and k (B,T,G,D) with contiguous heads; ranks ", q.rank(), " and ", k.rank());
     sizes s{q.extent(0), q.extent(1), q.extent(2), k.extent(2), q.extent(3), 1, 0.0f};
@@ -222,6 +239,7 @@ private:
 #pragma omp parallel for schedule(dynamic, 1)
     for (index_t p = 0; p < pairs; ++p) f(p / s.g, p % s.g, ws + omp_get_thread_num() * per);
 #else
+    (void)per;
     for (index_t p = 0; p < pairs; ++p) f(p / s.g, p % s.g, ws);
 #endif
   }

@@ -140,6 +140,13 @@ inline void exp(std::span<const float> x, std::span<float> y) {
   detail::expect_same_size(x.size(), y.size(), "exp", "x", "y");
   for (std::size_t i = 0; i < x.size(); ++i) y[i] = std::exp(x[i]);
 }
+/// y = exp(x - shift); returns the sum of y, accumulated left to right. y may alias x. O(n).
+inline float exp_shifted(std::span<const float> x, float shift, std::span<float> y) {
+  detail::expect_same_size(x.size(), y.size(), "exp_shifted", "x", "y");
+  float s = 0.f;
+  for (std::size_t i = 0; i < x.size(); ++i) s += (y[i] = std::exp(x[i] - shift));
+  return s;
+}
 /// Folds a chunk into an online-softmax state (two passes over the chunk). O(n).
 inline void softmax_update(softmax_state& s, std::span<const float> x) noexcept {
   const float m = max(x);

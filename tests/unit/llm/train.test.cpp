@@ -406,3 +406,139 @@ TEST_CASE("trainer: a resumed run is bit-identical to an uninterrupted one; the 
   bad.warmup = 2000;
   CHECK_THROWS_AS(llm::trainer(m, src, bad), config_error);
 }
+
+// ------------------------------------------------------------------------------------------------
+// TRIM-KV gate distillation
+// ------------------------------------------------------------------------------------------------
+
+#include "membound/llm/gate_distillation.hpp"
+
+TEST_CASE("capacity_loss: hand-computed value and central finite differences in double") {
+  // One row, T = 3, log beta = (a, b, c): S_1 = 1, S_2 = e^a + 1, S_3 = e^{2a} + e^b + 1.
+  const double a = -0.1, b = -0.5, c = -2.0, M = 1.5;
+  const double lbd[] = {a, b, c};
+  const view<const double> lb(lbd, {1, 1, 3});
+  const double s2 = std::exp(a) + 1, s3 = std::exp(2 * a) + std::exp(b) + 1;
+  const double want = ((s2 > M ? (s2 - M) / 2 : 0) + (s3 > M ? (s3 - M) / 3 : 0)) / 3;
+  CHECK(llm::capacity_loss<double>(lb, M) == doctest::Approx(want).epsilon(1e-14));
+  // Gradients on random rows.
+  std::mt19937 gen(4);
+  std::uniform_real_distribution<double> u(-0.6, -0.001);
+  array<double> x({2, 3, 17}), g({2, 3, 17}); // (B,G,T)
+  for (auto& v : x.span()) v = u(gen);
+  g.fill(0.0);
+  const double M2 = 3.0;
+  llm::capacity_loss<double>(x.cview(), M2, g.view(), 2.0);
+  const double h = 1e-6;
+  for (index_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double up = llm::capacity_loss<double>(x.cview(), M2);
+    x[i] = keep - h;
+    const double down = llm::capacity_loss<double>(x.cview(), M2);
+    x[i] = keep;
+    CHECK(std::abs(2.0 * (up - down) / (2 * h) - g[i]) <= 1e-7 * (1 + std::abs(g[i])));
+  }
+  // The float (SIMD exp) path agrees.
+  array<float> xf({2, 3, 17}), gf({2, 3, 17});
+  for (index_t i = 0; i < x.size(); ++i) xf[i] = static_cast<float>(x[i]);
+  gf.fill(0.0f);
+  CHECK(llm::capacity_loss<float>(xf.cview(), 3.0f, gf.view(), 2.0f) ==
+        doctest::Approx(llm::capacity_loss<double>(x.cview(), M2)).epsilon(1e-5));
+  for (index_t i = 0; i < x.size(); ++i) CHECK(gf[i] == doctest::Approx(g[i]).epsilon(1e-4).scale(1e-3));
+  CHECK_THROWS_AS(llm::capacity_loss<double>(x.cview(), -1.0), config_error);
+}
+
+TEST_CASE("gate distillation: gate gradients equal finite differences; training lowers the loss; gates load in kv/") {
+  llm::decoder_spec s = tiny_spec(false);
+  llm::trainable_model m(s, 2);
+  randomize(m, 17, 0.35f);
+  const index_t B = 2, T = 24;
+  const auto ids = random_ids(static_cast<std::size_t>(B * T), 13, 31);
+  std::vector<std::int64_t> targets(ids.begin() + 1, ids.end());
+  targets.push_back(-1);
+  llm::distill_config cfg;
+  cfg.capacity = 4.0f, cfg.intermediate = 16, cfg.bias_init = 2.0f, cfg.lr = 1e-2f, cfg.weight_decay = 0.0f;
+  llm::trainable_gates gates(s, cfg, 5);
+  for (std::size_t k = 0; k < gates.parameters().size(); ++k) // weights large enough for visible gradients
+    if (gates.parameters()[k].value.rank() == 2)
+      for (float& w : gates.parameters()[k].value.span()) w *= 10.0f;
+  // The distillation loss as a function of the gates, and its gradient through the frozen model.
+  m.freeze("");
+  std::vector<float> teacher;
+  auto loss = [&](bool backward) {
+    const auto t = m.forward(ids, B, T);
+    teacher.assign(t.data(), t.data() + t.size());
+    gates.parameters().zero_grad();
+    m.forward(ids, B, T, &gates);
+    double l = m.cross_entropy(targets);
+    std::vector<float> dq(teacher.size());
+    const index_t V = s.vocab;
+    l += nn::kl_categorical<float>(view<const float>(teacher.data(), {B * T, V}), m.logits(), view<float>(), view<float>(dq.data(), {B * T, V}));
+    l += gates.last_capacity_loss();
+    if (backward) {
+      auto d = m.dlogits();
+      for (std::size_t i = 0; i < dq.size(); ++i) d.data()[i] += dq[i];
+      m.backward(d);
+    }
+    return l;
+  };
+  loss(true);
+  std::vector<std::vector<float>> grad;
+  for (std::size_t k = 0; k < gates.parameters().size(); ++k)
+    grad.emplace_back(gates.parameters()[k].grad.span().begin(), gates.parameters()[k].grad.span().end());
+  const double h = 2e-3;
+  int bad = 0, checked = 0;
+  for (std::size_t k = 0; k < gates.parameters().size(); ++k) {
+    auto& e = gates.parameters()[k];
+    for (index_t i = 0; i < e.value.size(); i += 5) {
+      const float keep = e.value[i];
+      e.value[i] = keep + static_cast<float>(h);
+      const double up = loss(false);
+      e.value[i] = keep - static_cast<float>(h);
+      const double down = loss(false);
+      e.value[i] = keep;
+      const double fd = (up - down) / (2 * h), g = grad[k][static_cast<std::size_t>(i)];
+      ++checked;
+      if (std::abs(fd - g) > 3e-4 + 2e-2 * std::abs(g)) {
+        ++bad;
+        MESSAGE(e.name, "[", i, "] fd ", fd, " analytic ", g);
+      }
+    }
+  }
+  CHECK(checked > 50);
+  CHECK(bad == 0);
+
+  // Training: the total loss falls.
+  llm::gate_distiller dist(m, gates, cfg);
+  const auto first = dist.step(ids, targets, B, T);
+  llm::distill_record last;
+  for (int i = 0; i < 60; ++i) last = dist.step(ids, targets, B, T);
+  MESSAGE("distillation: total ", first.total, " (kl ", first.kl, ", ntp ", first.ntp, ", cap ", first.capacity, ") -> ", last.total,
+          " (kl ", last.kl, ", ntp ", last.ntp, ", cap ", last.capacity, ")");
+  CHECK(first.capacity > 0.1f);
+  CHECK(last.total < 0.9f * first.total);
+  CHECK(last.capacity < 0.2f * first.capacity);
+  CHECK(m.frozen("model.embed_tokens.weight"));
+  // The saved gates load under kv::retention_gate's names and give the same log beta.
+  const fs::path file = fs::temp_directory_path() / "membound_distilled_gates.safetensors";
+  gates.save(file);
+  nn::parameters p;
+  auto g0 = kv::retention_gate::make(p, llm::trainable_gates::prefix(0), s.hidden, s.kv_heads, cfg.intermediate);
+  auto g1 = kv::retention_gate::make(p, llm::trainable_gates::prefix(1), s.hidden, s.kv_heads, cfg.intermediate);
+  (void)g1;
+  p.load(file, true);
+  gates.with_capacity = false;
+  m.forward(ids, B, T, &gates);
+  array<float> lb({B * T, s.kv_heads}); // (N,G)
+  g0.forward(m.attention_input(0), lb.view());
+  const auto mine = gates.log_beta(0); // (B,G,T)
+  for (index_t r = 0; r < B * T; ++r)
+    for (index_t k = 0; k < s.kv_heads; ++k) CHECK(lb(r, k) == doctest::Approx(mine(r / T, k, r % T)).epsilon(1e-5));
+  // ... and through llm::retention_gates, what llm::eviction's trim_kv reads.
+  const fs::path dir = fs::temp_directory_path() / "membound_distilled_model";
+  m.save(dir);
+  CHECK_NOTHROW(llm::retention_gates::load(file, io::load_model_config(dir / "config.json")));
+  fs::remove_all(dir);
+  fs::remove(file);
+}

@@ -101,6 +101,46 @@ void exp(std::span<const float> x, std::span<float> y) {
   }
 }
 
+/// y = exp(x - shift), element-wise, and the sum of y (one pass: the unnormalised softmax of
+/// flash attention, whose normalisation moves to the output rows). y may alias x exactly.
+/// The SIMD sum is two vector accumulators then a horizontal sum (deterministic for an ISA; the
+/// scalar twin sums left to right). @throws shape_error if the sizes differ. Complexity: O(n).
+template <class B = backend::best_cpu>
+float exp_shifted(std::span<const float> x, float shift, std::span<float> y) {
+  detail::check_cpu_backend<B>();
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    return ref::exp_shifted(x, shift, y);
+  } else {
+    ::membound::detail::expect_same_size(x.size(), y.size(), "exp_shifted", "x", "y");
+    using A = typename B::arch;
+    using V = detail::fbatch<A>;
+    constexpr std::size_t L = detail::lanes<A>;
+    const std::size_t n = x.size();
+    const V vs(shift);
+    V a0(0.f), a1(0.f);
+    std::size_t i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+      const V e0 = detail::exp<A>(detail::loadu<A>(x.data() + i) - vs);
+      const V e1 = detail::exp<A>(detail::loadu<A>(x.data() + i + L) - vs);
+      e0.store_unaligned(y.data() + i);
+      e1.store_unaligned(y.data() + i + L);
+      a0 += e0;
+      a1 += e1;
+    }
+    for (; i + L <= n; i += L) {
+      const V e = detail::exp<A>(detail::loadu<A>(x.data() + i) - vs);
+      e.store_unaligned(y.data() + i);
+      a0 += e;
+    }
+    if (i < n) {
+      const V e = detail::exp<A>(detail::load_partial<A>(x.data() + i, n - i, -std::numeric_limits<float>::infinity()) - vs);
+      detail::store_partial<A>(y.data() + i, n - i, e);
+      a1 += e;
+    }
+    return detail::hsum<A>(a0 + a1);
+  }
+}
+
 /// Folds a chunk into an online-softmax state: afterwards `s` describes everything it saw before
 /// plus `x`. Chunks may come in any order; states of separate streams combine with `merge`.
 /// Complexity: O(n); reads x once from memory (blocks are re-read from L1).
