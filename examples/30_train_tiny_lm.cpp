@@ -60,28 +60,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// The newest /usr/lib/python3.N folder, or "" when there is none.
-fs::path find_stdlib() {
-  fs::path best;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/usr/lib", ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("python3.", 0) == 0 && fs::exists(e.path() / "os.py", ec) && e.path() > best) best = e.path();
-  }
-  return best;
-}
-
-bool excluded(const std::string& rel) {
-  for (const char* part : {"test/", "tests/", "idle_test/", "site-packages/", "dist-packages/", "encodings/", "pydoc_data/"})
-    if (rel.rfind(part, 0) == 0 || rel.find(std::string("/") + part) != std::string::npos) return true;
-  return false;
-}
-bool held_out(const std::string& rel) {
-  for (const char* p : {"email/", "json/", "http/"})
-    if (rel.rfind(p, 0) == 0) return true;
-  return rel == "textwrap.py" || rel == "fractions.py";
-}
-
 struct recipe {
   llm::decoder_spec spec;
   llm::trainer_config train;
@@ -175,7 +153,7 @@ int main(int argc, char** argv) {
 #endif
   recipe r = full && !smoke ? full_recipe() : small_recipe();
   if (steps > 0) r.train.steps = steps, r.train.warmup = std::min(r.train.warmup, steps);
-  if (stdlib.empty()) stdlib = find_stdlib();
+  if (stdlib.empty()) stdlib = llm::find_python_stdlib();
   if (stdlib.empty()) {
     std::fprintf(stderr, "30_train_tiny_lm: no /usr/lib/python3.N with os.py here; pass --stdlib DIR\n");
     return 1;
@@ -185,9 +163,9 @@ int main(int argc, char** argv) {
   index_t picked = 0;
   const index_t every = static_cast<index_t>(std::lround(1.0 / r.corpus_share));
   const auto train_text = llm::byte_corpus::from_directory(stdlib, ".py", [&](const std::string& rel) {
-    return !excluded(rel) && !held_out(rel) && (picked++ % every == 0);
+    return llm::python_stdlib_split::train(rel) && (picked++ % every == 0);
   });
-  const auto heldout = llm::byte_corpus::from_directory(stdlib, ".py", [&](const std::string& rel) { return !excluded(rel) && held_out(rel); });
+  const auto heldout = llm::byte_corpus::from_directory(stdlib, ".py", llm::python_stdlib_split::test);
   std::printf("30_train_tiny_lm: %s\n", full && !smoke ? "the full recipe" : "the small recipe (figures meaningless; --full for the real one)");
   std::printf("corpus: %s, %lld training files (%.2f MB), %lld held-out files (%.2f MB)\n", stdlib.string().c_str(),
               static_cast<long long>(train_text.documents()), static_cast<double>(train_text.bytes()) / 1e6,

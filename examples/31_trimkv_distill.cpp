@@ -45,27 +45,6 @@
 using namespace membound;
 namespace fs = std::filesystem;
 
-namespace {
-fs::path find_stdlib() {
-  fs::path best;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/usr/lib", ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("python3.", 0) == 0 && fs::exists(e.path() / "os.py", ec) && e.path() > best) best = e.path();
-  }
-  return best;
-}
-bool code_file(const std::string& rel) {
-  for (const char* part : {"test/", "tests/", "idle_test/", "site-packages/", "dist-packages/", "encodings/", "pydoc_data/"})
-    if (rel.rfind(part, 0) == 0 || rel.find(std::string("/") + part) != std::string::npos) return false;
-  return true;
-}
-bool held_out(const std::string& rel) {
-  return rel.rfind("email/", 0) == 0 || rel.rfind("json/", 0) == 0 || rel.rfind("http/", 0) == 0 || rel == "textwrap.py" ||
-         rel == "fractions.py";
-}
-} // namespace
-
 int main(int argc, char** argv) {
   const bool smoke = std::getenv("MEMBOUND_SMOKE") != nullptr;
   fs::path model_dir, stdlib, out;
@@ -94,7 +73,7 @@ int main(int argc, char** argv) {
   }
   full = full && !smoke;
   if (model_dir.empty() && fs::exists("tiny-py-lm/config.json") && !smoke) model_dir = "tiny-py-lm";
-  if (stdlib.empty()) stdlib = find_stdlib();
+  if (stdlib.empty()) stdlib = llm::find_python_stdlib();
   if (stdlib.empty()) {
     std::fprintf(stderr, "31_trimkv_distill: no /usr/lib/python3.N with os.py here; pass --stdlib DIR\n");
     return 1;
@@ -102,8 +81,8 @@ int main(int argc, char** argv) {
   index_t picked = 0;
   const index_t every = full ? 1 : 10;
   const auto text = llm::byte_corpus::from_directory(
-      stdlib, ".py", [&](const std::string& rel) { return code_file(rel) && !held_out(rel) && picked++ % every == 0; });
-  const auto heldout = llm::byte_corpus::from_directory(stdlib, ".py", [&](const std::string& rel) { return code_file(rel) && held_out(rel); });
+      stdlib, ".py", [&](const std::string& rel) { return llm::python_stdlib_split::train(rel) && picked++ % every == 0; });
+  const auto heldout = llm::byte_corpus::from_directory(stdlib, ".py", llm::python_stdlib_split::test);
 
   // The frozen model.
   llm::decoder_spec spec;

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline_env import cpu_model  # noqa: E402
+from baseline_env import cpu_model, run_benchmark_json  # noqa: E402
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -93,11 +93,12 @@ def worker(args):
 def run_membound(binary, model_dir, threads, batch, tokens):
     env = dict(os.environ, MEMBOUND_TRAIN_MODEL=model_dir, MEMBOUND_TRAIN_BATCH=str(batch), MEMBOUND_TRAIN_TOKENS=str(tokens))
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([binary, f"--benchmark_filter=^train_model_T{threads}/", "--benchmark_repetitions=3",
-                        f"--benchmark_out={out.name}", "--benchmark_out_format=json"], env=env, check=True,
-                       capture_output=True, text=True)
-        runs = [b for b in json.load(open(out.name))["benchmarks"] if b.get("run_type") == "iteration"]
-    return statistics.median(b["tokens/s"] for b in runs)
+        data, _ = run_benchmark_json([binary, f"--benchmark_filter=^train_model_T{threads}/", "--benchmark_repetitions=3",
+                                      f"--benchmark_out={out.name}", "--benchmark_out_format=json"], out.name,
+                                     lambda msg: print(msg, file=sys.stderr), env)
+    if data is None:
+        return float("nan")
+    return statistics.median(b["tokens/s"] for b in data["benchmarks"] if b.get("run_type") == "iteration")
 
 
 def main():

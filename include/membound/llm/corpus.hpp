@@ -137,6 +137,37 @@ private:
   index_t bytes_ = 0;
 };
 
+/// The newest /usr/lib/python3.N folder holding os.py (Debian's libpython3.N-stdlib), or an
+/// empty path when there is none.
+inline std::filesystem::path find_python_stdlib() {
+  std::filesystem::path best;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/usr/lib", ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("python3.", 0) == 0 && std::filesystem::exists(e.path() / "os.py", ec) && e.path() > best) best = e.path();
+  }
+  return best;
+}
+
+/// The split of the Python standard library the embedded default model uses (paths relative to
+/// the library folder, '/'-separated): code files are every .py outside tests (test/, tests/,
+/// idle_test/), site-packages, dist-packages and generated tables (encodings/, pydoc_data/);
+/// held out are email/, json/, http/, textwrap.py and fractions.py.
+struct python_stdlib_split {
+  static bool code(const std::string& rel) {
+    for (const char* part : {"test/", "tests/", "idle_test/", "site-packages/", "dist-packages/", "encodings/", "pydoc_data/"})
+      if (rel.rfind(part, 0) == 0 || rel.find(std::string("/") + part) != std::string::npos) return false;
+    return true;
+  }
+  static bool held_out(const std::string& rel) {
+    for (const char* p : {"email/", "json/", "http/"})
+      if (rel.rfind(p, 0) == 0) return true;
+    return rel == "textwrap.py" || rel == "fractions.py";
+  }
+  static bool train(const std::string& rel) { return code(rel) && !held_out(rel); }
+  static bool test(const std::string& rel) { return code(rel) && held_out(rel); }
+};
+
 /// Writes the byte vocabulary's tokenizer.json (see the file comment) to `path`.
 /// @throws io_error when it cannot be written.
 inline void write_byte_tokenizer(const std::filesystem::path& path) {

@@ -66,6 +66,14 @@ inline task_sample make_text_task(std::string_view task, index_t length, const b
     return s;
   };
   constexpr std::string_view letters = "abcdefghijklmnopqrstuvwxyz", alnum = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const auto distinct_keys = [&](int n) {
+    std::vector<std::string> keys;
+    while (static_cast<int>(keys.size()) < n) {
+      std::string k = word(4, letters);
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+    }
+    return keys;
+  };
   if (depth < 0.0) depth = static_cast<double>(next() % 1001) / 1000.0;
   MEMBOUND_EXPECTS(depth <= 1.0, config_error, "llm::make_text_task: depth ", depth, ", expected <= 1 (or < 0 to draw it)");
 
@@ -80,11 +88,7 @@ inline task_sample make_text_task(std::string_view task, index_t length, const b
     answer = key;
   } else if (task == "multikey") {
     const int n = 4;
-    std::vector<std::string> keys;
-    while (static_cast<int>(keys.size()) < n) {
-      std::string k = word(4, letters);
-      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-    }
+    const std::vector<std::string> keys = distinct_keys(n);
     const int asked = static_cast<int>(next() % n);
     for (int i = 0; i < n; ++i) {
       const std::string v = digits(5);
@@ -95,11 +99,7 @@ inline task_sample make_text_task(std::string_view task, index_t length, const b
     question = "\n# key " + keys[static_cast<std::size_t>(asked)] + ": ";
   } else if (task == "kv_recall") {
     const int n = 6;
-    std::vector<std::string> keys;
-    while (static_cast<int>(keys.size()) < n) {
-      std::string k = word(4, letters);
-      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-    }
+    const std::vector<std::string> keys = distinct_keys(n);
     const int asked = static_cast<int>(next() % n);
     std::string row = "\n# table: ";
     for (int i = 0; i < n; ++i) {

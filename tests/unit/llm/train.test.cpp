@@ -324,6 +324,16 @@ TEST_CASE("byte_corpus: files in sorted order, separators, held-out selection, w
   const fs::path gone = root / "gone.py";
   CHECK_THROWS_WITH_AS(llm::byte_corpus::from_files(std::span<const fs::path>(&gone, 1)), doctest::Contains("gone.py"), io_error);
   fs::remove_all(root);
+  // The embedded model's split of the Python standard library.
+  using split = llm::python_stdlib_split;
+  CHECK(split::train("os.py"));
+  CHECK(split::train("asyncio/tasks.py"));
+  CHECK(split::test("json/decoder.py"));
+  CHECK(split::test("textwrap.py"));
+  CHECK_FALSE(split::train("json/decoder.py"));
+  CHECK_FALSE(split::code("test/test_os.py"));
+  CHECK_FALSE(split::code("lib2to3/tests/data/x.py"));
+  CHECK_FALSE(split::code("encodings/cp1252.py"));
 }
 
 TEST_CASE("make_text_task: exact lengths, the answer stated in the needle, reproducible, typed errors") {
