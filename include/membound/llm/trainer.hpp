@@ -22,6 +22,7 @@
 /// through the GEMM entry's K splits (backend/cpu/gemm.hpp): attention, norms, the loss and every
 /// optimiser reduction run in a fixed order.
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -37,9 +38,6 @@
 #include "membound/llm/trainable_model.hpp"
 #include "membound/nn/optim.hpp"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace membound {
 inline namespace v0_1 {

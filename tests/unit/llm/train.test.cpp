@@ -252,6 +252,8 @@ TEST_CASE("trainable_model: bad input is a typed error") {
   m.forward(ids, 2, 2);
   const std::vector<std::int64_t> ignored(4, -1);
   CHECK_THROWS_WITH_AS(m.cross_entropy(ignored), doctest::Contains("every target is ignored"), shape_error);
+  const std::vector<std::int64_t> past_vocab = {1, 13, 2, 3};
+  CHECK_THROWS_WITH_AS(m.cross_entropy(past_vocab), doctest::Contains("target 13"), lookup_error);
   array<float> wrong({4, 12}); // (N,C) instead of (N,V)
   CHECK_THROWS_AS(m.backward(wrong.cview()), shape_error);
   llm::decoder_spec s = tiny_spec(false);
