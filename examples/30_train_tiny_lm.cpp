@@ -23,7 +23,7 @@
 // 32, SwiGLU 704, RoPE theta 10000, context 1024, untied: 4.56 M parameters.
 // Training (--full): 8 sequences of 1024 tokens per step, AdamW (lr 2e-3 -> 2e-4 cosine, warm-up
 // 100, betas 0.9 / 0.95, weight decay 0.1 on matrices), clip 1.0, seed 0.
-// Evaluation every --eval steps: held-out bits per byte (32 windows of 1024 from the held-out
+// Evaluation every 250 steps (and at the end): held-out bits per byte (32 windows of 1024 from the held-out
 // files) and exact-match retrieval per task (16 samples each with held-out filler, teacher-forced
 // argmax over the answer, which equals greedy decoding's exact match), written to
 // 30_curves.csv. At the end the folder DIR (default ./tiny-py-lm) holds the model in Hugging Face
