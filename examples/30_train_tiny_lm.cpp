@@ -21,10 +21,10 @@
 //     training-corpus filler, each row one sample of exactly T + 1 tokens).
 // Model (--full): vocabulary 257 (bytes + <|endoftext|>), C 256, 6 layers, 8 heads / 4 KV heads of
 // 32, SwiGLU 704, RoPE theta 10000, context 1024, untied: 4.56 M parameters.
-// Training (--full): 8 sequences of 1024 tokens per step, AdamW (lr 2e-3 -> 2e-4 cosine, warm-up
-// 100, betas 0.9 / 0.95, weight decay 0.1 on matrices), clip 1.0, seed 0.
-// Evaluation every 250 steps (and at the end): held-out bits per byte (32 windows of 1024 from the held-out
-// files) and exact-match retrieval per task (16 samples each with held-out filler, teacher-forced
+// Training (--full): 6000 steps (--steps) of 8 sequences of 1024 tokens, AdamW (lr 2e-3 -> 2e-4
+// cosine, warm-up 100, betas 0.9 / 0.95, weight decay 0.1 on matrices), clip 1.0, seed 0.
+// Evaluation every 250 steps and at the end: held-out bits per byte (32 windows of 1024 from the
+// held-out files) and exact-match retrieval per task (16 samples each with held-out filler, teacher-forced
 // argmax over the answer, which equals greedy decoding's exact match), written to
 // 30_curves.csv. At the end the folder DIR (default ./tiny-py-lm) holds the model in Hugging Face
 // layout (config.json, model.safetensors in BF16 for the repository's 16 MB limit, tokenizer.json)
