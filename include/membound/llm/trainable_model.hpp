@@ -256,7 +256,7 @@ public:
       auto& a = acts_[static_cast<std::size_t>(l)];
       const auto& L = layers_[static_cast<std::size_t>(l)];
       const auto x = rows(a.x, n), h1 = rows(a.h1, n), q = rows(a.q, n), k = rows(a.k, n), v = rows(a.v, n);
-      norm_forward(L.in, x, h1);
+      L.in.forward(x, h1);
       cpu::gemm(view<const float>(h1), view<const float>(L.wq).transpose(), q); // (N,H D)
       cpu::gemm(view<const float>(h1), view<const float>(L.wk).transpose(), k); // (N,G D)
       cpu::gemm(view<const float>(h1), view<const float>(L.wv).transpose(), v); // (N,G D)
@@ -270,17 +270,17 @@ public:
       copy_rows(x, xm);
       cpu::gemm(view<const float>(rows(a.att, n)), view<const float>(L.wo).transpose(), xm, 1.0f, 1.0f); // (N,C)
       const auto h2 = rows(a.h2, n), g = rows(a.g, n), u = rows(a.u, n), m = rows(a.m, n);
-      norm_forward(L.post, xm, h2);
+      L.post.forward(xm, h2);
       cpu::gemm(view<const float>(h2), view<const float>(L.wg).transpose(), g); // (N,I)
       cpu::gemm(view<const float>(h2), view<const float>(L.wu).transpose(), u); // (N,I)
-      for_rows(n, [&](index_t r0, index_t r1) {
+      nn::detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
         nn::swiglu_forward<float>(g.slice(0, r0, r1).span(), u.slice(0, r0, r1).span(), m.slice(0, r0, r1).span());
       });
       const auto next = l + 1 < spec_.layers ? rows(acts_[static_cast<std::size_t>(l + 1)].x, n) : rows(x_out_, n);
       copy_rows(xm, next);
       cpu::gemm(view<const float>(m), view<const float>(L.wd).transpose(), next, 1.0f, 1.0f); // (N,C)
     }
-    norm_forward(final_, rows(x_out_, n), rows(hf_, n));
+    final_.forward(rows(x_out_, n), rows(hf_, n));
     cpu::gemm(view<const float>(rows(hf_, n)), view<const float>(lm_head_).transpose(), rows(logits_, n)); // (N,V)
     return rows(logits_, n);
   }
@@ -300,7 +300,7 @@ public:
       MEMBOUND_EXPECTS(y < V, lookup_error, "llm::trainable_model::cross_entropy: target ", y, " outside [0, ", V, ")");
     row_loss_.resize(static_cast<std::size_t>(n));
     const float inv = 1.0f / static_cast<float>(counted);
-    for_rows(n, [&](index_t r0, index_t r1) {
+    nn::detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
       for (index_t r = r0; r < r1; ++r) {
         const std::int64_t y = targets[static_cast<std::size_t>(r)];
         float* d = dlogits_.data() + r * V;
@@ -309,15 +309,11 @@ public:
           std::fill(d, d + V, 0.0f);
           continue;
         }
-        // logsumexp in double, the gradient softmax - onehot, scaled by 1 / counted
-        const float* z = logits_.data() + r * V;
-        const float mx = *std::max_element(z, z + V);
-        double sum = 0.0;
-        for (index_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
-        const double lse = static_cast<double>(mx) + std::log(sum);
-        row_loss_[static_cast<std::size_t>(r)] = lse - static_cast<double>(z[y]);
-        for (index_t j = 0; j < V; ++j) d[j] = static_cast<float>(std::exp(static_cast<double>(z[j]) - lse)) * inv;
-        d[y] -= inv;
+        // one row of nn::cross_entropy (targets checked above: it cannot throw here), scaled by 1 / counted
+        const view<const float> z(logits_.data() + r * V, {1, V});
+        row_loss_[static_cast<std::size_t>(r)] =
+            nn::cross_entropy<float>(z, std::span<const std::int64_t>(&y, 1), view<float>(d, {1, V}));
+        for (index_t j = 0; j < V; ++j) d[j] *= inv;
       }
     });
     double loss = 0.0;
@@ -344,7 +340,7 @@ public:
     const auto dx = rows(dx_, n), dh = rows(dh_, n), dtmp = rows(dtmp_, n);
     if (!frozen_[lm_index_]) cpu::gemm(dlogits.transpose(), view<const float>(rows(hf_, n)), lm_grad_, 1.0f, 1.0f); // (V,C)
     cpu::gemm(dlogits, view<const float>(lm_head_), dh);                                                           // (N,C)
-    norm_backward(final_, rows(x_out_, n), dh, dx);
+    final_.backward(rows(x_out_, n), dh, dx);
     for (index_t l = spec_.layers - 1; l >= 0; --l) {
       auto& a = acts_[static_cast<std::size_t>(l)];
       const auto& L = layers_[static_cast<std::size_t>(l)];
@@ -353,7 +349,7 @@ public:
       // MLP: x'' = x' + m Wd^T, m = swiglu(h2 Wg^T, h2 Wu^T)
       weight_grad(L.iwd, dx, m, L.gwd);
       cpu::gemm(view<const float>(dx), view<const float>(L.wd), dm); // (N,I)
-      for_rows(n, [&](index_t r0, index_t r1) {
+      nn::detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
         nn::swiglu_backward<float>(g.slice(0, r0, r1).span(), u.slice(0, r0, r1).span(), dm.slice(0, r0, r1).span(),
                                    dg.slice(0, r0, r1).span(), du.slice(0, r0, r1).span());
       });
@@ -361,7 +357,7 @@ public:
       weight_grad(L.iwu, du, h2, L.gwu);
       cpu::gemm(view<const float>(dg), view<const float>(L.wg), dh);             // (N,C)
       cpu::gemm(view<const float>(du), view<const float>(L.wu), dh, 1.0f, 1.0f); // (N,C)
-      norm_backward(L.post, xm, dh, dtmp);
+      L.post.backward(xm, dh, dtmp);
       add(dx, dtmp); // dx = dL/dx'
       // attention: x' = x + att Wo^T
       const auto att = rows(a.att, n), datt = rows(datt_, n), dq = rows(dq_, n), dk = rows(dk_, n), dv = rows(dv_, n);
@@ -381,7 +377,7 @@ public:
       cpu::gemm(view<const float>(dk), view<const float>(L.wk), dh, 1.0f, 1.0f); // (N,C)
       cpu::gemm(view<const float>(dv), view<const float>(L.wv), dh, 1.0f, 1.0f); // (N,C)
       if (hook_ != nullptr) hook_->backward(l, h1, view<const float>(dlb), dh);
-      norm_backward(L.in, rows(a.x, n), dh, dtmp);
+      L.in.backward(rows(a.x, n), dh, dtmp);
       add(dx, dtmp); // dx = dL/dx
     }
     if (!frozen_[embed_index_]) embed_.backward(ids_, dx);
@@ -462,71 +458,16 @@ private:
   }
   static void copy_rows(view<float> x, view<float> y) {
     const index_t c = x.extent(1);
-    for_rows(x.extent(0), [&](index_t r0, index_t r1) { std::copy_n(x.data() + r0 * c, (r1 - r0) * c, y.data() + r0 * c); });
+    nn::detail::for_row_chunks(x.extent(0), [&](index_t r0, index_t r1) { std::copy_n(x.data() + r0 * c, (r1 - r0) * c, y.data() + r0 * c); });
   }
   /// y += x over rows (N,C), in parallel row chunks.
   static void add(view<float> y, view<const float> x) {
     const index_t c = y.extent(1);
-    for_rows(y.extent(0), [&](index_t r0, index_t r1) {
+    nn::detail::for_row_chunks(y.extent(0), [&](index_t r0, index_t r1) {
       float* yp = y.data() + r0 * c;
       const float* xp = x.data() + r0 * c;
       for (index_t i = 0; i < (r1 - r0) * c; ++i) yp[i] += xp[i];
     });
-  }
-  /// f(r0, r1) over chunks of 64 rows, in parallel; chunk bounds do not depend on the thread count.
-  template <class F>
-  static void for_rows(index_t n, F&& f) {
-    constexpr index_t chunk = 64;
-    const index_t chunks = (n + chunk - 1) / chunk;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (chunks > 1)
-#endif
-    for (index_t k = 0; k < chunks; ++k) f(k * chunk, std::min(n, (k + 1) * chunk));
-  }
-  /// y = RMSNorm(x) w, rows in parallel (each row as cpu::rmsnorm computes it).
-  static void norm_forward(const nn::rms_norm& nrm, view<float> x, view<float> y) {
-    for_rows(x.extent(0), [&](index_t r0, index_t r1) {
-      cpu::rmsnorm(view<const float>(x.slice(0, r0, r1)), std::span<const float>(nrm.weight.span()), y.slice(0, r0, r1), nrm.eps);
-    });
-  }
-  /// nn::rms_norm::backward's formulas (dx per row, grad_weight += sum_rows dy x r), rows in parallel
-  /// for dx and columns in parallel for grad_weight (each column summed over the rows in order, in
-  /// double), so the result does not depend on the thread count.
-  void norm_backward(const nn::rms_norm& nrm, view<float> x, view<float> dy, view<float> dx) {
-    const index_t n = x.extent(0), c = x.extent(1);
-    inv_rms_.resize(static_cast<std::size_t>(n));
-    for_rows(n, [&](index_t r0, index_t r1) {
-      for (index_t r = r0; r < r1; ++r) {
-        const float* xr = x.data() + r * c;
-        const float* gr = dy.data() + r * c;
-        float* dr = dx.data() + r * c;
-        double ss = 0.0, dot = 0.0;
-        for (index_t j = 0; j < c; ++j) {
-          ss += static_cast<double>(xr[j]) * xr[j];
-          dot += static_cast<double>(nrm.weight(j)) * gr[j] * xr[j];
-        }
-        const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c) + nrm.eps);
-        const double k = dot * inv * inv * inv / static_cast<double>(c);
-        inv_rms_[static_cast<std::size_t>(r)] = inv;
-        for (index_t j = 0; j < c; ++j) dr[j] = static_cast<float>(inv * nrm.weight(j) * gr[j] - xr[j] * k);
-      }
-    });
-    constexpr index_t cols = 16;
-    const index_t blocks = (c + cols - 1) / cols;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-#endif
-    for (index_t bk = 0; bk < blocks; ++bk) {
-      const index_t j0 = bk * cols, j1 = std::min(c, j0 + cols);
-      double acc[cols] = {};
-      for (index_t r = 0; r < n; ++r) {
-        const float* xr = x.data() + r * c;
-        const float* gr = dy.data() + r * c;
-        const double inv = inv_rms_[static_cast<std::size_t>(r)];
-        for (index_t j = j0; j < j1; ++j) acc[j - j0] += static_cast<double>(gr[j]) * xr[j] * inv;
-      }
-      for (index_t j = j0; j < j1; ++j) nrm.grad_weight(j) += static_cast<float>(acc[j - j0]);
-    }
   }
   static view<float> rows(array<float>& a, index_t n) { return view<float>(a.data(), {n, a.extent(1)}); }
   view<float> as4(view<float> x, index_t heads) const { return view<float>(x.data(), {b_, t_, heads, spec_.head_dim}); }
@@ -552,7 +493,7 @@ private:
     const index_t ld = x.stride(0);
     const auto c = cos_.cview();
     const auto s = inverse ? nsin_.cview() : sin_.cview();
-    for_rows(b_ * t_, [&](index_t r0, index_t r1) {
+    nn::detail::for_row_chunks(b_ * t_, [&](index_t r0, index_t r1) {
       for (index_t r = r0; r < r1;) { // runs of rows inside one sequence
         const index_t t = r % t_, len = std::min(r1 - r, t_ - t);
         apply_rope(x.data() + r * ld, len, heads, ld, c.slice(0, t, t + len), s.slice(0, t, t + len));
@@ -579,7 +520,7 @@ private:
   std::vector<activations> acts_;
   array<float> x_out_, hf_, logits_, dx_, dh_, dtmp_, dq_, datt_, dk_, dv_, dg_, du_, dm_, dlb_;
   std::vector<float> dlogits_;
-  std::vector<double> row_loss_, inv_rms_;
+  std::vector<double> row_loss_;
 };
 
 } // namespace llm

@@ -118,7 +118,7 @@ public:
   /// One optimiser step on the batch of step `steps_done()`.
   step_record step() {
     const auto t0 = std::chrono::steady_clock::now();
-    fill_batch(src_, static_cast<std::uint64_t>(step_));
+    fill_rows(src_, static_cast<std::uint64_t>(step_), 0, cfg_.batch);
     auto& p = m_.parameters();
     p.zero_grad();
     m_.forward(ids_, cfg_.batch, cfg_.tokens);
@@ -165,12 +165,7 @@ public:
     index_t done = 0;
     while (done < windows) {
       const index_t rows = std::min(cfg_.batch, windows - done);
-      window_.resize(static_cast<std::size_t>(cfg_.tokens + 1));
-      for (index_t r = 0; r < rows; ++r) {
-        source(key, done + r, std::span<std::int64_t>(window_.data(), window_.size()));
-        std::copy_n(window_.begin(), cfg_.tokens, ids_.begin() + r * cfg_.tokens);
-        std::copy_n(window_.begin() + 1, cfg_.tokens, targets_.begin() + r * cfg_.tokens);
-      }
+      fill_rows(source, key, done, rows);
       m_.forward(std::span<const std::int64_t>(ids_.data(), static_cast<std::size_t>(rows * cfg_.tokens)), rows, cfg_.tokens);
       sum += static_cast<double>(m_.cross_entropy(std::span<const std::int64_t>(targets_.data(), static_cast<std::size_t>(rows * cfg_.tokens)))) *
              static_cast<double>(rows);
@@ -258,10 +253,12 @@ private:
                      " values, the parameter ", want.size());
   }
 
-  void fill_batch(const batch_source& src, std::uint64_t key) {
+  /// Rows first..first+rows-1 of `key` from `src` into ids_ / targets_ (inputs, then the inputs
+  /// shifted by one).
+  void fill_rows(const batch_source& src, std::uint64_t key, index_t first, index_t rows) {
     window_.resize(static_cast<std::size_t>(cfg_.tokens + 1));
-    for (index_t r = 0; r < cfg_.batch; ++r) {
-      src(key, r, std::span<std::int64_t>(window_.data(), window_.size()));
+    for (index_t r = 0; r < rows; ++r) {
+      src(key, first + r, std::span<std::int64_t>(window_.data(), window_.size()));
       std::copy_n(window_.begin(), cfg_.tokens, ids_.begin() + r * cfg_.tokens);
       std::copy_n(window_.begin() + 1, cfg_.tokens, targets_.begin() + r * cfg_.tokens);
     }

@@ -8,11 +8,15 @@
 /// Forward runs the SIMD kernels of backend/cpu/norm.hpp. Backward recomputes each row's
 /// statistics from x (one extra read of a row that is in cache) instead of caching them, and
 /// accumulates the weight gradients in row order (deterministic). Shapes: x, y, dx (N,C); weights
-/// (C). Complexity O(N C); no allocation.
+/// (C). Complexity O(N C); no allocation, except `rms_norm::backward`'s N doubles.
+/// Threads: `rms_norm` runs rows in parallel (OpenMP, chunks of 64 rows) and sums its weight
+/// gradient column by column over the rows in order, so its results do not depend on the thread
+/// count.
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "membound/backend/cpu/norm.hpp"
 #include "membound/nn/parameters.hpp"
@@ -28,6 +32,17 @@ inline void expect_norm_shapes(const view<const float>& x, const view<const floa
   MEMBOUND_EXPECTS(o.rank() == 2 && o.extent(0) == x.extent(0) && o.extent(1) == c && o.stride(1) == 1, shape_error, fn,
                    ": ", name, " is (", o.extent(0), ",", o.rank() == 2 ? o.extent(1) : 0, "), expected (", x.extent(0),
                    ",", c, ") with contiguous rows");
+}
+/// f(r0, r1) over chunks of 64 of n rows, in parallel where OpenMP is on; the chunk bounds do not
+/// depend on the thread count. f must not throw.
+template <class F>
+void for_row_chunks(index_t n, F&& f) {
+  constexpr index_t chunk = 64;
+  const index_t chunks = (n + chunk - 1) / chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (chunks > 1)
+#endif
+  for (index_t k = 0; k < chunks; ++k) f(k * chunk, std::min(n, (k + 1) * chunk));
 }
 } // namespace detail
 
@@ -49,29 +64,48 @@ struct rms_norm {
   /// y = rmsnorm(x) * w. @throws shape_error.
   void forward(view<const float> x /*(N,C)*/, view<float> y /*(N,C)*/) const {
     detail::expect_norm_shapes(x, y, weight.extent(0), "rms_norm::forward", "y");
-    cpu::rmsnorm(x, std::span<const float>(weight.span()), y, eps);
+    const std::span<const float> w(weight.span());
+    detail::for_row_chunks(x.extent(0), [&](index_t r0, index_t r1) { cpu::rmsnorm(x.slice(0, r0, r1), w, y.slice(0, r0, r1), eps); });
   }
-  /// dx = r (w dy) - x r^3 / C * sum_j w_j dy_j x_j, and grad_weight += sum_rows dy x r, with
-  /// r = 1 / sqrt(mean(x^2) + eps). @throws shape_error.
+  /// dx = r (w dy) - x r^3 / C * sum_j w_j dy_j x_j, and grad_weight += sum_rows dy x r (each
+  /// column summed over the rows in order, in double), with r = 1 / sqrt(mean(x^2) + eps).
+  /// @throws shape_error.
   void backward(view<const float> x, view<const float> dy, view<float> dx) const {
-    const index_t c = weight.extent(0);
+    const index_t c = weight.extent(0), n = x.extent(0);
     detail::expect_norm_shapes(x, dy, c, "rms_norm::backward", "dy");
     detail::expect_norm_shapes(x, dx, c, "rms_norm::backward", "dx");
-    for (index_t r = 0; r < x.extent(0); ++r) {
-      const float* xr = x.data() + r * x.stride(0);
-      const float* gr = dy.data() + r * dy.stride(0);
-      float* dr = dx.data() + r * dx.stride(0);
-      double ss = 0.0, dot = 0.0;
-      for (index_t j = 0; j < c; ++j) {
-        ss += static_cast<double>(xr[j]) * xr[j];
-        dot += static_cast<double>(weight(j)) * gr[j] * xr[j];
+    std::vector<double> inv_rms(static_cast<std::size_t>(n));
+    detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
+      for (index_t r = r0; r < r1; ++r) {
+        const float* xr = x.data() + r * x.stride(0);
+        const float* gr = dy.data() + r * dy.stride(0);
+        float* dr = dx.data() + r * dx.stride(0);
+        double ss = 0.0, dot = 0.0;
+        for (index_t j = 0; j < c; ++j) {
+          ss += static_cast<double>(xr[j]) * xr[j];
+          dot += static_cast<double>(weight(j)) * gr[j] * xr[j];
+        }
+        const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c) + eps);
+        const double k = dot * inv * inv * inv / static_cast<double>(c);
+        inv_rms[static_cast<std::size_t>(r)] = inv;
+        for (index_t j = 0; j < c; ++j) dr[j] = static_cast<float>(inv * weight(j) * gr[j] - xr[j] * k);
       }
-      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c) + eps);
-      const double k = dot * inv * inv * inv / static_cast<double>(c);
-      for (index_t j = 0; j < c; ++j) {
-        grad_weight(j) += static_cast<float>(gr[j] * xr[j] * inv);
-        dr[j] = static_cast<float>(inv * weight(j) * gr[j] - xr[j] * k);
+    });
+    constexpr index_t cols = 16; // one task per 16 columns, each summing all rows in order
+    const index_t blocks = (c + cols - 1) / cols;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1 && n >= 64)
+#endif
+    for (index_t bk = 0; bk < blocks; ++bk) {
+      const index_t j0 = bk * cols, j1 = std::min(c, j0 + cols);
+      double acc[cols] = {};
+      for (index_t r = 0; r < n; ++r) {
+        const float* xr = x.data() + r * x.stride(0);
+        const float* gr = dy.data() + r * dy.stride(0);
+        const double inv = inv_rms[static_cast<std::size_t>(r)];
+        for (index_t j = j0; j < j1; ++j) acc[j - j0] += static_cast<double>(gr[j]) * xr[j] * inv;
       }
+      for (index_t j = j0; j < j1; ++j) grad_weight(j) += static_cast<float>(acc[j - j0]);
     }
   }
 };
