@@ -1,40 +1,78 @@
 // SPDX-License-Identifier: MIT
-// 20_generate: one prompt, three KV-cache policies, the text each produces and the cache it holds.
+// 20_generate: one prompt, several KV-cache policies, the text each produces and the cache it holds.
 //
-//   20_generate [MODEL_DIR] [--prompt TEXT] [--budget 32] [--max-new-tokens 48]
+//   20_generate [MODEL_DIR] [--prompt TEXT] [--budget 64] [--max-new-tokens 48]
 //
-// MODEL_DIR is a Hugging Face model folder (Llama, SmolLM2, Mistral, Qwen2, Qwen3; with
+// Without MODEL_DIR it runs membound's embedded default model (models/tiny-py-lm, a 4.6 M parameter
+// byte-level Llama trained by examples/30_train_tiny_lm.cpp on the Python standard library, with
+// TRIM-KV gates from examples/31_trimkv_distill.cpp). Its default prompt is Python source with a
+// pass key stated near the top and asked for at the end, about 800 bytes later: the full cache
+// can copy the key; a policy that evicted it cannot.
+// MODEL_DIR is any Hugging Face model folder (Llama, SmolLM2, Mistral, Qwen2, Qwen3; with
 // tokenizer.json the prompt is text and the output is printed as text, without it token ids).
-// Without one the notebook writes ./20_random_model, a Llama-shaped model of RANDOM weights and no
-// tokenizer: its "text" is noise, shown as token ids. It demonstrates the mechanics (generation,
-// eviction, cache bytes), not language. Point it at a downloaded model (e.g. SmolLM2-135M) for text.
 //
 // Each policy generates greedily from the same prompt:
 //   - full: every token stays (the cache grows by one token per layer and KV head per step);
 //   - streaming_llm at --budget tokens per KV head: 4 attention sinks + the most recent tokens;
-//   - h2o at --budget: the tokens with the most accumulated attention + the most recent half.
+//   - h2o at --budget: the tokens with the most accumulated attention + the most recent half;
+//   - trim_kv at --budget (when the folder has retention_gates.safetensors): the tokens whose
+//     learned retention, decayed by their age, is largest.
 // It prints the continuation, the cache bytes after the prompt and at the end, and the first step
 // at which each policy's tokens depart from the full cache's.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "membound/llm/generate.hpp"
-#include "membound/llm/random_model.hpp"
 #include "membound/llm/tokenizer.hpp"
+
+#if !defined(MEMBOUND_EMBEDDED_MODEL)
+#define MEMBOUND_EMBEDDED_MODEL "models/tiny-py-lm"
+#endif
 
 using namespace membound;
 
 int main(int argc, char** argv) {
   const bool smoke = std::getenv("MEMBOUND_SMOKE") != nullptr;
   std::filesystem::path dir;
-  std::string prompt_text =
-      "Memory is the bottleneck of long-context inference: every generated token reads the whole key-value cache. "
-      "Eviction policies keep a budget of tokens per head and drop the rest. The question is which ones to keep, and";
-  index_t budget = 32, max_new = smoke ? 12 : 48;
+  // Python source the model never saw (written for this notebook), a pass key near the top
+  std::string prompt_text = R"(# The pass key is 73914. Remember it. 73914 is the pass key.
+"""Small helpers for reading configuration files."""
+
+import os
+import re
+
+
+class ConfigError(Exception):
+    """Raised when a configuration line cannot be parsed."""
+
+
+def parse_line(line, lineno):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    if "=" not in line:
+        raise ConfigError("line %d: expected key = value, got %r" % (lineno, line))
+    key, value = line.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def read_config(path):
+    result = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            item = parse_line(line, lineno)
+            if item is not None:
+                key, value = item
+                result[key] = value
+    return result
+
+# What is the pass key? The pass key is )";
+  index_t budget = 64, max_new = smoke ? 12 : 48;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--prompt" && i + 1 < argc) prompt_text = argv[++i];
@@ -42,17 +80,14 @@ int main(int argc, char** argv) {
     else if (a == "--max-new-tokens" && i + 1 < argc) max_new = std::stoll(argv[++i]);
     else if (!a.empty() && a[0] != '-') dir = a;
     else {
-      std::fprintf(stderr, "usage: %s [MODEL_DIR] [--prompt TEXT] [--budget 32] [--max-new-tokens 48]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [MODEL_DIR] [--prompt TEXT] [--budget 64] [--max-new-tokens 48]\n", argv[0]);
       return 2;
     }
   }
-  if (dir.empty()) {
-    dir = "20_random_model";
-    llm::random_model_spec spec;
-    std::printf("No model folder given: writing %s, a Llama-shaped model of RANDOM weights (%.1f M parameters) and no\n"
-                "tokenizer. Its output is noise, printed as token ids: this run shows the mechanics, not language.\n\n",
-                dir.c_str(), static_cast<double>(spec.parameters()) / 1e6);
-    llm::write_random_model(dir, spec);
+  if (dir.empty()) dir = MEMBOUND_EMBEDDED_MODEL;
+  if (!std::filesystem::exists(dir / "config.json")) {
+    std::fprintf(stderr, "20_generate: no model folder at %s\n", dir.string().c_str());
+    return 1;
   }
   const llm::model m = llm::model::load(dir);
   std::optional<llm::tokenizer> tok;
@@ -75,11 +110,17 @@ int main(int argc, char** argv) {
   show(prompt);
   std::printf("\n\n");
 
+  std::shared_ptr<const llm::retention_gates> gates;
+  std::vector<std::string> policies = {"full", "streaming_llm", "h2o"};
+  if (std::filesystem::exists(dir / "retention_gates.safetensors")) {
+    gates = llm::retention_gates::load(dir / "retention_gates.safetensors", m.config());
+    policies.emplace_back("trim_kv");
+  }
   std::vector<std::int32_t> reference;
-  for (const char* policy : {"full", "streaming_llm", "h2o"}) {
-    const bool full = std::string(policy) == "full";
+  for (const std::string& policy : policies) {
+    const bool full = policy == "full";
     llm::state s = m.make_state({.batch = 1, .max_tokens = static_cast<index_t>(prompt.size()) + max_new, .page_tokens = 16},
-                                llm::eviction::named(policy, full ? 0 : budget));
+                                llm::eviction::named(policy, full ? 0 : budget, 1, gates));
     std::size_t first_bytes = 0, last_bytes = 0;
     llm::generate_options opt;
     opt.max_new_tokens = max_new;
@@ -96,7 +137,7 @@ int main(int argc, char** argv) {
         departs = i;
         break;
       }
-    std::printf("== %s%s\n", policy, full ? "" : (" (budget " + std::to_string(budget) + " tokens per KV head)").c_str());
+    std::printf("== %s%s\n", policy.c_str(), full ? "" : (" (budget " + std::to_string(budget) + " tokens per KV head)").c_str());
     show(out);
     std::printf("\ncache: %.1f KiB after the prompt, %.1f KiB at the end", static_cast<double>(first_bytes) / 1024.0,
                 static_cast<double>(last_bytes) / 1024.0);

@@ -15,16 +15,19 @@
 // total = kl + ntp + cap (lambda_cap = 1, as the paper). At inference the gates only rank tokens:
 // the policy keeps the M tokens with the largest (age) log beta per KV head.
 //
-// MODEL_DIR: a Hugging Face folder of a llama-compatible model small enough to train on (the
-// embedded default model written by examples/30_train_tiny_lm.cpp, ./tiny-py-lm, is the default
-// when it exists). Data: windows of the Python standard library (as notebook 30's training split).
+// MODEL_DIR: a Hugging Face folder of a llama-compatible model small enough to train on. Without
+// it: the embedded default model (models/tiny-py-lm, made by examples/30_train_tiny_lm.cpp; under
+// MEMBOUND_SMOKE=1 a small random model instead, whose gates mean nothing). Data: windows of the
+// Python standard library (notebook 30's training split).
 // Full run (--full): 400 steps of 4 x 1024 tokens, M = 128, AdamW lr 1e-3 (gates only), gates of
-// width 512. Without --full, or under MEMBOUND_SMOKE=1: 12 steps of 2 x 128 tokens, and without a
-// model folder a small random model is made first (its gates mean nothing).
-// Writes FILE (default retention_gates.safetensors next to the model when one was given, else
-// ./31_retention_gates.safetensors) under the official tensor names, then compares full, trim_kv,
-// streaming_llm and h2o on one held-out window at budget M (perplexity and top-1 agreement with
-// the full cache, through llm::eval).
+// width 512; the committed gates of the embedded model are this run's
+// (31_trimkv_distill --full --out models/tiny-py-lm/retention_gates.safetensors). Without --full:
+// 12 steps of 2 x 128 tokens.
+// Writes FILE (default: retention_gates.safetensors next to a model given as MODEL_DIR, else
+// ./31_retention_gates.safetensors, so that the embedded model's committed gates are not
+// overwritten) under the official tensor names, then compares full, trim_kv, streaming_llm and
+// h2o on one held-out window at budget M (perplexity and top-1 agreement with the full cache,
+// through llm::eval).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,6 +40,10 @@
 #include "membound/llm/eval.hpp"
 #include "membound/llm/gate_distillation.hpp"
 #include "membound/llm/model.hpp"
+
+#if !defined(MEMBOUND_EMBEDDED_MODEL)
+#define MEMBOUND_EMBEDDED_MODEL "models/tiny-py-lm"
+#endif
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -72,7 +79,8 @@ int main(int argc, char** argv) {
     }
   }
   full = full && !smoke;
-  if (model_dir.empty() && fs::exists("tiny-py-lm/config.json") && !smoke) model_dir = "tiny-py-lm";
+  const bool embedded = model_dir.empty() && !smoke && fs::exists(fs::path(MEMBOUND_EMBEDDED_MODEL) / "config.json");
+  if (embedded) model_dir = MEMBOUND_EMBEDDED_MODEL;
   if (stdlib.empty()) stdlib = llm::find_python_stdlib();
   if (stdlib.empty()) {
     std::fprintf(stderr, "31_trimkv_distill: no /usr/lib/python3.N with os.py here; pass --stdlib DIR\n");
@@ -106,7 +114,9 @@ int main(int argc, char** argv) {
   cfg.capacity = capacity >= 0 ? capacity : (full ? 128.0f : 16.0f);
   cfg.lr = 1e-3f;
   cfg.intermediate = full ? 512 : 64;
-  if (out.empty()) out = full || model_dir != "31_random_model" ? model_dir / "retention_gates.safetensors" : fs::path("31_retention_gates.safetensors");
+  // beside the model, except for the embedded one and the random one (whose gates stay in ./)
+  if (out.empty())
+    out = embedded || model_dir == "31_random_model" ? fs::path("31_retention_gates.safetensors") : model_dir / "retention_gates.safetensors";
   llm::trainable_gates gates(spec, cfg, 0);
   llm::gate_distiller dist(*m, gates, cfg);
   int threads = 1;

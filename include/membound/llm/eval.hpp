@@ -31,6 +31,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "membound/core/error.hpp"
@@ -230,6 +231,8 @@ struct grid_row {
   double perplexity = 0.0, nll = 0.0, agreement = 0.0, retrieval = 0.0;
   std::size_t peak_cache_bytes = 0;
   double seconds = 0.0;
+  /// Exact-match accuracy per task name, in the order the tasks first appear in the cases.
+  std::vector<std::pair<std::string, double>> retrieval_by_task;
 };
 
 /// Runs every policy at every budget (the full policy once, at budget 0 = unbounded, as the
@@ -254,7 +257,20 @@ inline std::vector<grid_row> run_grid(const model& m, const grid_config& g) {
       if (ref.empty() && budget == 0) ref = ts.top1;
     }
     index_t hits = 0;
-    for (const retrieval_case& q : g.retrieval) hits += score_retrieval(m, q, ev, g.state) ? 1 : 0;
+    std::vector<index_t> asked;
+    for (const retrieval_case& q : g.retrieval) {
+      const bool ok = score_retrieval(m, q, ev, g.state);
+      hits += ok ? 1 : 0;
+      auto it = std::find_if(r.retrieval_by_task.begin(), r.retrieval_by_task.end(), [&](const auto& e) { return e.first == q.task; });
+      if (it == r.retrieval_by_task.end()) {
+        r.retrieval_by_task.emplace_back(q.task, 0.0);
+        asked.push_back(0);
+        it = r.retrieval_by_task.end() - 1;
+      }
+      it->second += ok ? 1.0 : 0.0;
+      ++asked[static_cast<std::size_t>(it - r.retrieval_by_task.begin())];
+    }
+    for (std::size_t k = 0; k < asked.size(); ++k) r.retrieval_by_task[k].second /= static_cast<double>(asked[k]);
     r.retrieval = g.retrieval.empty() ? 0.0 : static_cast<double>(hits) / static_cast<double>(g.retrieval.size());
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rows.push_back(r);
@@ -268,17 +284,27 @@ inline std::vector<grid_row> run_grid(const model& m, const grid_config& g) {
   return rows;
 }
 
-/// Writes the rows as CSV (header: policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds).
+/// Writes the rows as CSV (header: policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds,
+/// then one column retrieval_<task> per task of the first row's `retrieval_by_task`, if any).
 /// @throws io_error when the file cannot be written.
 inline void write_csv(const std::vector<grid_row>& rows, const std::filesystem::path& path) {
   std::ofstream f(path);
   MEMBOUND_EXPECTS(static_cast<bool>(f), io_error, "llm::eval::write_csv: cannot write ", path.string());
-  f << "policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds\n";
+  f << "policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds";
+  const auto tasks = rows.empty() ? std::vector<std::pair<std::string, double>>{} : rows.front().retrieval_by_task;
+  for (const auto& t : tasks) f << ",retrieval_" << t.first;
+  f << '\n';
   char buf[256];
   for (const grid_row& r : rows) {
-    std::snprintf(buf, sizeof buf, "%s,%lld,%.6g,%.6g,%.6g,%.6g,%zu,%.4g\n", r.policy.c_str(), static_cast<long long>(r.budget),
+    std::snprintf(buf, sizeof buf, "%s,%lld,%.6g,%.6g,%.6g,%.6g,%zu,%.4g", r.policy.c_str(), static_cast<long long>(r.budget),
                   r.perplexity, r.nll, r.agreement, r.retrieval, r.peak_cache_bytes, r.seconds);
     f << buf;
+    for (const auto& t : tasks) {
+      const auto it = std::find_if(r.retrieval_by_task.begin(), r.retrieval_by_task.end(), [&](const auto& e) { return e.first == t.first; });
+      std::snprintf(buf, sizeof buf, ",%.6g", it == r.retrieval_by_task.end() ? 0.0 : it->second);
+      f << buf;
+    }
+    f << '\n';
   }
   MEMBOUND_EXPECTS(static_cast<bool>(f), io_error, "llm::eval::write_csv: writing ", path.string(), " failed");
 }

@@ -287,19 +287,28 @@ public:
 
   /// Mean cross-entropy of the last forward's logits against `targets` (B T ids; a negative target
   /// is ignored, as PyTorch's ignore_index), and its gradient into the model's dlogits buffer, ready
-  /// for `backward(dlogits())`. @throws shape_error, lookup_error (as nn::cross_entropy).
-  float cross_entropy(std::span<const std::int64_t> targets) {
+  /// for `backward(dlogits())`. With `weights` (B T values >= 0, or empty for all ones) the mean is
+  /// weighted: sum_r w_r l_r / sum_r w_r over the counted targets (e.g. answer tokens of a retrieval
+  /// task weighted up). @throws shape_error, lookup_error (as nn::cross_entropy), config_error for a
+  /// negative or non-finite weight or a zero total weight.
+  float cross_entropy(std::span<const std::int64_t> targets, std::span<const float> weights = {}) {
     const index_t n = b_ * t_, V = spec_.vocab;
     MEMBOUND_EXPECTS(static_cast<index_t>(targets.size()) == n, shape_error, "llm::trainable_model::cross_entropy: ",
                      targets.size(), " targets for ", n, " rows");
+    MEMBOUND_EXPECTS(weights.empty() || static_cast<index_t>(weights.size()) == n, shape_error,
+                     "llm::trainable_model::cross_entropy: ", weights.size(), " weights for ", n, " rows");
     dlogits_.resize(static_cast<std::size_t>(n * V));
-    index_t counted = 0;
-    for (const auto t : targets) counted += t >= 0;
-    MEMBOUND_EXPECTS(counted > 0, shape_error, "llm::trainable_model::cross_entropy: every target is ignored");
-    for (const auto y : targets)
+    double total = 0.0; // sum of the counted targets' weights, in row order
+    for (std::size_t r = 0; r < targets.size(); ++r) {
+      const std::int64_t y = targets[r];
       MEMBOUND_EXPECTS(y < V, lookup_error, "llm::trainable_model::cross_entropy: target ", y, " outside [0, ", V, ")");
+      const float w = weights.empty() ? 1.0f : weights[r];
+      MEMBOUND_EXPECTS(std::isfinite(w) && w >= 0.0f, config_error, "llm::trainable_model::cross_entropy: weight ", w,
+                       " of row ", r, ", expected a finite value >= 0");
+      if (y >= 0) total += static_cast<double>(w);
+    }
+    MEMBOUND_EXPECTS(total > 0.0, shape_error, "llm::trainable_model::cross_entropy: every target is ignored or weighted 0");
     row_loss_.resize(static_cast<std::size_t>(n));
-    const float inv = 1.0f / static_cast<float>(counted);
     nn::detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
       for (index_t r = r0; r < r1; ++r) {
         const std::int64_t y = targets[static_cast<std::size_t>(r)];
@@ -309,16 +318,18 @@ public:
           std::fill(d, d + V, 0.0f);
           continue;
         }
-        // one row of nn::cross_entropy (targets checked above: it cannot throw here), scaled by 1 / counted
+        // one row of nn::cross_entropy (targets checked above: it cannot throw here), scaled by w / total
+        const double w = weights.empty() ? 1.0 : static_cast<double>(weights[static_cast<std::size_t>(r)]);
         const view<const float> z(logits_.data() + r * V, {1, V});
         row_loss_[static_cast<std::size_t>(r)] =
-            nn::cross_entropy<float>(z, std::span<const std::int64_t>(&y, 1), view<float>(d, {1, V}));
-        for (index_t j = 0; j < V; ++j) d[j] *= inv;
+            w * static_cast<double>(nn::cross_entropy<float>(z, std::span<const std::int64_t>(&y, 1), view<float>(d, {1, V})));
+        const float scale = static_cast<float>(w / total);
+        for (index_t j = 0; j < V; ++j) d[j] *= scale;
       }
     });
     double loss = 0.0;
     for (const double l : row_loss_) loss += l; // in row order: the same for any thread count
-    return static_cast<float>(loss / static_cast<double>(counted));
+    return static_cast<float>(loss / total);
   }
   /// The logits (B T, V) of the last forward.
   view<const float> logits() const { return view<const float>(logits_.data(), {b_ * t_, spec_.vocab}); }

@@ -46,6 +46,11 @@ namespace llm {
 /// Fills `out` (T + 1 tokens) with row `row` of step `step`; must be a pure function of both.
 using batch_source = std::function<void(std::uint64_t step, index_t row, std::span<std::int64_t> out)>;
 
+/// Fills `out` (T values >= 0) with the loss weights of row `row`'s targets at step `step` (target j
+/// predicts token j + 1 of the window); must be a pure function of both. Training steps then
+/// minimise the weighted mean (`trainable_model::cross_entropy`); `evaluate` stays unweighted.
+using weight_source = std::function<void(std::uint64_t step, index_t row, std::span<float> out)>;
+
 /// Settings of a training run. An aggregate.
 struct trainer_config {
   index_t batch = 8;           ///< B sequences per step
@@ -77,7 +82,7 @@ struct trainer_config {
 /// What one step did.
 struct step_record {
   index_t step = 0;        ///< 0-based index of the step
-  float loss = 0;          ///< mean cross-entropy of its batch (nats per token)
+  float loss = 0;          ///< mean cross-entropy of its batch (nats per token; weighted with a weight_source)
   float lr = 0;            ///< AdamW learning rate used
   float grad_norm = 0;     ///< global gradient norm before clipping
   double seconds = 0;      ///< wall time of the step
@@ -86,9 +91,10 @@ struct step_record {
 /// A training loop over one model; see the file comment.
 class trainer {
 public:
-  /// @throws config_error for bad settings or T > the model's max_positions.
-  trainer(trainable_model& model, batch_source source, trainer_config cfg)
-      : m_(model), src_(std::move(source)), cfg_(cfg) {
+  /// `weights` (optional) weights the training targets, e.g. the answers of generated retrieval
+  /// tasks. @throws config_error for bad settings or T > the model's max_positions.
+  trainer(trainable_model& model, batch_source source, trainer_config cfg, weight_source weights = {})
+      : m_(model), src_(std::move(source)), weights_(std::move(weights)), cfg_(cfg) {
     cfg_.validate();
     MEMBOUND_EXPECTS(static_cast<bool>(src_), config_error, "llm::trainer: empty batch source");
     m_.reserve(cfg_.batch, cfg_.tokens);
@@ -103,6 +109,7 @@ public:
     }
     ids_.resize(static_cast<std::size_t>(cfg_.batch * cfg_.tokens));
     targets_.resize(ids_.size());
+    if (weights_) target_weights_.resize(ids_.size());
   }
 
   const trainer_config& config() const noexcept { return cfg_; }
@@ -119,12 +126,16 @@ public:
   step_record step() {
     const auto t0 = std::chrono::steady_clock::now();
     fill_rows(src_, static_cast<std::uint64_t>(step_), 0, cfg_.batch);
+    if (weights_)
+      for (index_t row = 0; row < cfg_.batch; ++row)
+        weights_(static_cast<std::uint64_t>(step_), row,
+                 std::span<float>(target_weights_.data() + row * cfg_.tokens, static_cast<std::size_t>(cfg_.tokens)));
     auto& p = m_.parameters();
     p.zero_grad();
     m_.forward(ids_, cfg_.batch, cfg_.tokens);
     step_record r;
     r.step = step_;
-    r.loss = m_.cross_entropy(targets_);
+    r.loss = m_.cross_entropy(targets_, target_weights_);
     m_.backward(m_.dlogits());
     std::vector<std::span<float>> grads;
     for (std::size_t i = 0; i < p.size(); ++i)
@@ -283,11 +294,13 @@ private:
 
   trainable_model& m_;
   batch_source src_;
+  weight_source weights_;
   trainer_config cfg_;
   std::vector<nn::adamw::state> adam_;
   std::vector<nn::muon::state> muon_;
   std::vector<use> kind_;
   std::vector<std::int64_t> ids_, targets_, window_;
+  std::vector<float> target_weights_; // (B T) when a weight_source is given, else empty
   std::vector<step_record> history_;
   index_t step_ = 0;
   double window_time_ = 0;

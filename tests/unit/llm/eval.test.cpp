@@ -94,13 +94,18 @@ TEST_CASE("llm::eval::run_grid: every policy at every budget, down to 1, runs; C
       CHECK(r.retrieval == rows[0].retrieval);
     }
     if (r.budget == 1) CHECK(r.peak_cache_bytes < rows[0].peak_cache_bytes);
+    // one case per task: the per-task figures are 0 or 1 and average to the overall one
+    REQUIRE(r.retrieval_by_task.size() == 2);
+    CHECK(r.retrieval_by_task[0].first == "passkey");
+    CHECK(r.retrieval_by_task[1].first == "kv_recall");
+    CHECK((r.retrieval_by_task[0].second + r.retrieval_by_task[1].second) / 2 == r.retrieval);
   }
   const fs::path csv = fs::temp_directory_path() / "membound_grid_test.csv";
   llm::eval::write_csv(rows, csv);
   std::ifstream f(csv);
   std::string line;
   std::getline(f, line);
-  CHECK(line == "policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds");
+  CHECK(line == "policy,budget,perplexity,nll,agreement,retrieval,peak_cache_bytes,seconds,retrieval_passkey,retrieval_kv_recall");
   index_t n = 0;
   while (std::getline(f, line)) ++n;
   CHECK(n == static_cast<index_t>(rows.size()));

@@ -273,6 +273,50 @@ TEST_CASE("trainable_model: bad input is a typed error") {
   CHECK_THROWS_AS(llm::trainable_model::load(dir), io_error);
 }
 
+TEST_CASE("trainable_model: weighted cross-entropy is the weighted mean; weight 0 ignores a target") {
+  llm::trainable_model m(tiny_spec(false), 3);
+  randomize(m, 4, 0.3f);
+  const std::size_t n = 12;
+  const auto ids = random_ids(n, 13, 5), targets = random_ids(n, 13, 6);
+  m.forward(ids, 2, 6);
+  // hand reference: per-row losses from the logits, in double
+  std::vector<double> row(n);
+  for (std::size_t r = 0; r < n; ++r) {
+    const auto z = m.logits();
+    double mx = -1e300, s = 0;
+    for (index_t j = 0; j < 13; ++j) mx = std::max(mx, static_cast<double>(z(static_cast<index_t>(r), j)));
+    for (index_t j = 0; j < 13; ++j) s += std::exp(static_cast<double>(z(static_cast<index_t>(r), j)) - mx);
+    row[r] = mx + std::log(s) - static_cast<double>(z(static_cast<index_t>(r), targets[r]));
+  }
+  std::vector<float> w(n);
+  double num = 0, den = 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    w[r] = r % 3 == 0 ? 0.0f : static_cast<float>(1 + r % 4);
+    num += w[r] * row[r], den += w[r];
+  }
+  const float weighted = m.cross_entropy(targets, w);
+  CHECK(weighted == doctest::Approx(num / den).epsilon(1e-5));
+  const std::vector<float> d_weighted(m.dlogits().data(), m.dlogits().data() + n * 13);
+  // weight 0 == ignored target; the same weight everywhere == the plain mean
+  auto masked = targets;
+  for (std::size_t r = 0; r < n; r += 3) masked[r] = -1;
+  std::vector<float> w2(w);
+  for (std::size_t r = 0; r < n; r += 3) w2[r] = 5.0f; // ignored targets' weights do not count
+  CHECK(m.cross_entropy(masked, w2) == doctest::Approx(num / den).epsilon(1e-5));
+  for (std::size_t i = 0; i < d_weighted.size(); ++i) CHECK(m.dlogits().data()[i] == doctest::Approx(d_weighted[i]).epsilon(1e-5));
+  const float plain = m.cross_entropy(targets);
+  const std::vector<float> twos(n, 2.0f);
+  CHECK(m.cross_entropy(targets, twos) == doctest::Approx(plain).epsilon(1e-6));
+  // bad weights
+  std::vector<float> neg(n, 1.0f);
+  neg[4] = -1.0f;
+  CHECK_THROWS_WITH_AS(m.cross_entropy(targets, neg), doctest::Contains("weight -1"), config_error);
+  neg[4] = std::nanf("");
+  CHECK_THROWS_AS(m.cross_entropy(targets, neg), config_error);
+  CHECK_THROWS_WITH_AS(m.cross_entropy(targets, std::vector<float>(n, 0.0f)), doctest::Contains("weighted 0"), shape_error);
+  CHECK_THROWS_WITH_AS(m.cross_entropy(targets, std::vector<float>(5, 1.0f)), doctest::Contains("5 weights"), shape_error);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Corpus, byte tokenizer, synthetic tasks, trainer
 // ------------------------------------------------------------------------------------------------
@@ -412,6 +456,22 @@ TEST_CASE("trainer: a resumed run is bit-identical to an uninterrupted one; the 
     MESSAGE("trainer (muon ", muon, "): loss ", head / 5, " -> ", tail / 5);
     CHECK(tail < 0.6 * head);
     CHECK(ta.evaluate(src, 4, 999) < 0.6 * head / 5);
+  }
+  {
+    // a weight source: all ones gives the unweighted run bit for bit; other weights change it
+    llm::trainer_config cfg;
+    cfg.batch = 2, cfg.tokens = 32, cfg.steps = 4, cfg.warmup = 1, cfg.progress = nullptr;
+    const llm::weight_source ones = [](std::uint64_t, index_t, std::span<float> w) { std::fill(w.begin(), w.end(), 1.0f); };
+    const llm::weight_source tail = [](std::uint64_t, index_t, std::span<float> w) {
+      for (std::size_t j = 0; j < w.size(); ++j) w[j] = j + 8 >= w.size() ? 10.0f : 1.0f;
+    };
+    llm::trainable_model a(s, 2), b(s, 2), c(s, 2);
+    llm::trainer ta(a, src, cfg), tb(b, src, cfg, ones), tc(c, src, cfg, tail);
+    ta.run(4), tb.run(4), tc.run(4);
+    for (std::size_t i = 0; i < 4; ++i) CHECK(ta.history()[i].loss == tb.history()[i].loss);
+    CHECK(ta.history()[0].loss != tc.history()[0].loss);
+    const auto x = a.parameters()[0].value.span(), y = b.parameters()[0].value.span();
+    CHECK(std::equal(x.begin(), x.end(), y.begin()));
   }
   llm::trainable_model m(s, 0);
   llm::trainer_config bad;
