@@ -6,8 +6,9 @@
 // Without MODEL_DIR it runs membound's embedded default model (models/tiny-py-lm, a 4.6 M parameter
 // byte-level Llama trained by examples/30_train_tiny_lm.cpp on the Python standard library, with
 // TRIM-KV gates from examples/31_trimkv_distill.cpp). Its default prompt is Python source with a
-// pass key stated near the top and asked for at the end, about 800 bytes later: the full cache
-// can copy the key; a policy that evicted it cannot.
+// pass key stated near the top and asked for at the end, about 800 bytes later: a model that
+// retrieves copies the key under the full cache and loses it under a policy that evicted it. The
+// current embedded model learned no retrieval (models/tiny-py-lm/README.md), so all of them guess.
 // MODEL_DIR is any Hugging Face model folder (Llama, SmolLM2, Mistral, Qwen2, Qwen3; with
 // tokenizer.json the prompt is text and the output is printed as text, without it token ids).
 //
