@@ -40,10 +40,12 @@
 // Evaluation every 250 steps: held-out bits per byte (32 windows of 1024 from the held-out files)
 // and exact-match retrieval per task (16 samples each with held-out filler, teacher-forced argmax
 // over the answer, which equals greedy decoding's exact match), written to 30_curves.csv; at the
-// end the same with 100 samples per task, the figures of the card. At the end the folder DIR (default ./tiny-py-lm) holds the model in Hugging Face
-// layout (config.json, model.safetensors in BF16 for the repository's 16 MB limit, tokenizer.json)
-// and a model card README.md with the recipe and the figures; DIR/checkpoint holds the f32
-// weights and optimiser state for --resume.
+// end the same with 100 samples per task, the figures of the card. Then the folder DIR (default
+// ./tiny-py-lm) holds the model in Hugging Face layout (config.json, model.safetensors in BF16
+// for the repository's 16 MB limit, tokenizer.json) and a model card README.md with the recipe,
+// the figures and the curves (its minutes exclude the warm-up, about 6 on 2 threads);
+// DIR/checkpoint holds the f32 weights and optimiser state for --resume. The committed
+// models/tiny-py-lm is this run (35 + 6 minutes on machine B, 2 threads).
 //
 // Without --full (and under MEMBOUND_SMOKE=1, the smoke test), a small shape (C 64, 2 layers,
 // context 128) trains for 30 steps on a tenth of the corpus: the recipe end to end in seconds,
@@ -194,9 +196,6 @@ int main(int argc, char** argv) {
 
   constexpr std::uint64_t seed = 0;
   const index_t T = r.train.tokens;
-  // Row `row` of step `step`: corpus text, or (a share `tasks` of rows) 1, 2 or 4 task samples of
-  // distinct tasks packed back to back (parts of at least 256 tokens), whose answer targets weigh
-  // `answer_weight` in the loss. Both callbacks rebuild the same row: they are pure functions.
   // Repeated halves: 1, 2 or 4 zones (drawn from `h`), each zone's second half a copy of its first
   // (corpus text already in `w`, or random letters and digits when `random`).
   const auto repeat_halves = [&](std::uint64_t h, std::span<std::int64_t> w, std::span<float> weights, bool random) {
@@ -213,6 +212,10 @@ int main(int argc, char** argv) {
         for (index_t p = a + half + 1; p < a + 2 * half; ++p) weights[static_cast<std::size_t>(p - 1)] = r.repeat_weight;
     }
   };
+  // Row `row` of step `step`: corpus text (a share of it with repeated halves), or (a share `tasks`
+  // of rows) 1, 2 or 4 task samples of distinct tasks packed back to back (parts of at least 256
+  // tokens), whose answer targets weigh `answer_weight` in the loss. The batch and the weight
+  // callbacks both rebuild the row: they are pure functions of (step, row).
   const auto make_row = [&](std::uint64_t step, index_t row, std::span<std::int64_t> w, std::span<float> weights) {
     std::fill(weights.begin(), weights.end(), 1.0f);
     const std::uint64_t h = llm::detail::draw64(seed, step, static_cast<std::uint64_t>(row), 0x7a5);

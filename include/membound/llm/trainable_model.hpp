@@ -289,8 +289,8 @@ public:
   /// is ignored, as PyTorch's ignore_index), and its gradient into the model's dlogits buffer, ready
   /// for `backward(dlogits())`. With `weights` (B T values >= 0, or empty for all ones) the mean is
   /// weighted: sum_r w_r l_r / sum_r w_r over the counted targets (e.g. answer tokens of a retrieval
-  /// task weighted up). @throws shape_error, lookup_error (as nn::cross_entropy), config_error for a
-  /// negative or non-finite weight or a zero total weight.
+  /// task weighted up). @throws shape_error (also when every target is ignored or weighted 0),
+  /// lookup_error (as nn::cross_entropy), config_error for a negative or non-finite weight.
   float cross_entropy(std::span<const std::int64_t> targets, std::span<const float> weights = {}) {
     const index_t n = b_ * t_, V = spec_.vocab;
     MEMBOUND_EXPECTS(static_cast<index_t>(targets.size()) == n, shape_error, "llm::trainable_model::cross_entropy: ",
