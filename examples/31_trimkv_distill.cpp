@@ -20,8 +20,8 @@
 // MEMBOUND_SMOKE=1 a small random model instead, whose gates mean nothing). Data: windows of the
 // Python standard library (notebook 30's training split).
 // Full run (--full): 400 steps of 4 x 1024 tokens, M = 128, AdamW lr 1e-3 (gates only), gates of
-// width 512 (about 13 minutes on 2 threads of machine B). The committed gates of the embedded
-// model are a shorter run of it, 150 steps in 4.7 minutes (31_trimkv_distill --full --steps 150
+// width 512 (about 11 minutes on 2 threads of machine B). The committed gates of the embedded
+// model are a shorter run of it, 150 steps in 4.0 minutes (31_trimkv_distill --full --steps 150
 // --out models/tiny-py-lm/retention_gates.safetensors). Without --full: 12 steps of 2 x 128 tokens.
 // Writes FILE (default: retention_gates.safetensors next to a model given as MODEL_DIR, else
 // ./31_retention_gates.safetensors, so that the embedded model's committed gates are not
