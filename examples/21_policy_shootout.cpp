@@ -16,9 +16,9 @@
 //     filler, 1024 tokens each, prefilled in chunks of 128 with eviction after each chunk, then the
 //     answer decoded greedily: exact match.
 // The default (the tour) runs one budget (64 tokens per KV head), 1 text window and 3 cases per
-// task: 26 s on 2 threads of machine B. --full runs the budgets 32, 64, 128, 256 and 512, 4
-// windows and 10 cases per task; the README's results table is `--full --windows 2 --cases 5`
-// (about 5 minutes).
+// task: under 1.5 minutes on 2 threads of machine B (86 s with a build sharing the cores). --full
+// runs the budgets 32, 64, 128, 256 and 512, 4 windows and 10 cases per task; the README's results
+// table is `--full --windows 2 --cases 5` (about 5 minutes).
 //
 // With MODEL_DIR (any Hugging Face folder: Llama, SmolLM2, Mistral, Qwen2, Qwen3) the data are
 // token-level: a phrase-structured token sequence and RULER-style token tasks (llm::eval::
