@@ -240,23 +240,14 @@ int main(int argc, char** argv) {
         for (index_t p = a + half + 1; p < a + 2 * half; ++p) weights[static_cast<std::size_t>(p - 1)] = r.repeat_weight;
     }
   };
-  // 1, 2 or 4 task samples of distinct tasks (drawn from `h`) packed back to back into `w` (parts of
-  // at least 256 tokens), their answer targets weighted `answer_weight`.
-  const auto pack_tasks = [&](std::uint64_t h, std::uint64_t task_seed, std::uint64_t key, std::span<std::int64_t> w,
-                              std::span<float> weights) {
-    const index_t n = static_cast<index_t>(w.size());
-    const index_t most = std::clamp<index_t>(n / 256, 1, 4), parts = std::min<index_t>(most, index_t{1} << ((h >> 20) % 3));
-    const std::size_t first = (h >> 24) % std::size(llm::text_tasks);
-    index_t at = 0;
-    for (index_t j = 0; j < parts; ++j) {
-      const index_t len = j + 1 < parts ? n / parts : n - at;
-      const auto s = llm::make_text_task(llm::text_tasks[(first + static_cast<std::size_t>(j)) % std::size(llm::text_tasks)], len,
-                                         train_text, task_seed, key * 4 + static_cast<std::uint64_t>(j));
-      std::copy(s.tokens.begin(), s.tokens.end(), w.begin() + at);
-      if (!weights.empty())
-        for (index_t p = s.answer_begin; p < s.answer_end; ++p) weights[static_cast<std::size_t>(at + p - 1)] = r.answer_weight;
-      at += len;
-    }
+  // A `task` sample of `len` tokens written into w[at, at + len), its answer targets weighted
+  // `answer_weight`.
+  const auto put_task = [&](std::string_view task, std::span<std::int64_t> w, std::span<float> weights, index_t at, index_t len,
+                            std::uint64_t task_seed, std::uint64_t index) {
+    const auto s = llm::make_text_task(task, len, train_text, task_seed, index);
+    std::copy(s.tokens.begin(), s.tokens.end(), w.begin() + at);
+    if (!weights.empty())
+      for (index_t p = s.answer_begin; p < s.answer_end; ++p) weights[static_cast<std::size_t>(at + p - 1)] = r.answer_weight;
   };
   // Spans of span_min..span_max tokens copied from random earlier positions of `w` (one per zone of
   // `zone` tokens, a copy's place and source drawn from `h`), so that only matching by content
@@ -290,7 +281,16 @@ int main(int argc, char** argv) {
       else if (u < r.tasks + r.repeats + r.random_repeats) repeat_halves(h, w, weights, true);
       return;
     }
-    pack_tasks(h, seed + 1, step * 4096 + static_cast<std::uint64_t>(row), w, weights);
+    const index_t n = static_cast<index_t>(w.size());
+    const index_t most = std::clamp<index_t>(n / 256, 1, 4), parts = std::min<index_t>(most, index_t{1} << ((h >> 20) % 3));
+    const std::size_t first = (h >> 24) % std::size(llm::text_tasks);
+    index_t at = 0;
+    for (index_t j = 0; j < parts; ++j) {
+      const index_t len = j + 1 < parts ? n / parts : n - at;
+      put_task(llm::text_tasks[(first + static_cast<std::size_t>(j)) % std::size(llm::text_tasks)], w, weights, at, len, seed + 1,
+               (step * 4096 + static_cast<std::uint64_t>(row)) * 4 + static_cast<std::uint64_t>(j));
+      at += len;
+    }
   };
   // Row `row` of step `step` of retrieval-phase stage `k`: one task sample (answer weighted), corpus
   // text with copied spans of 8-48 (weighing 2), or corpus text, in the stage's shares.
@@ -301,12 +301,7 @@ int main(int argc, char** argv) {
     const double u = static_cast<double>(h % 10000) / 10000.0, v = static_cast<double>((h >> 14) % 10000) / 10000.0;
     if (u < sg.tasks) {
       const std::string_view task = v < sg.passkey ? llm::text_tasks[0] : llm::text_tasks[1 + (h >> 28) % 3];
-      const auto s = llm::make_text_task(task, static_cast<index_t>(w.size()), train_text, seed + 10 + k,
-                                         step * 4096 + static_cast<std::uint64_t>(row));
-      std::copy(s.tokens.begin(), s.tokens.end(), w.begin());
-      if (!weights.empty())
-        for (index_t p = s.answer_begin; p < s.answer_end; ++p) weights[static_cast<std::size_t>(p - 1)] = r.answer_weight;
-      return;
+      return put_task(task, w, weights, 0, static_cast<index_t>(w.size()), seed + 10 + k, step * 4096 + static_cast<std::uint64_t>(row));
     }
     train_text.sample(seed + 2 + k, step, static_cast<std::uint64_t>(row), w);
     if (u < sg.tasks + sg.spans) copy_spans(h, w, weights, 8, 48, 128, 2.0f);
