@@ -18,6 +18,9 @@
 //    train_forward_T1 / train_backward_T1 time the two passes alone, FLOP/s beside probe_fma
 //    (forward: 2 x matrix parameters x tokens + 4 D per visible pair per head; backward: twice
 //    the forward plus the recomputed scores, 2 D per pair per head).
+//    train_attention_{panels,gemm_tiles}: one layer's nn::causal_attention forward + backward at
+//    that shape (8 x 1024 tokens), through the SIMD panels and through the scalar backend's path
+//    (the GEMM entry on (block, T) tiles, SIMD softmax); FLOP/s = 14 D per visible pair per head.
 // The models are written once to a temporary safetensors file and mapped (the first touch of
 // their pages is outside the timed loops).
 // With MEMBOUND_LLM_MODEL=<Hugging Face folder> set, decode_model_T{1,2} time the same decode step
@@ -198,6 +201,31 @@ void train_pass(bm::State& st, bool forward) {
   bench::flops(st, forward ? train_forward_flops(s, B, T) : 2.0 * train_forward_flops(s, B, T) + recompute);
 }
 
+/// One layer's causal attention of the embedded model's shape (8 x 1024 tokens, 8 query / 4 KV
+/// heads of 32), forward then backward, through backend B: the SIMD panels or the scalar
+/// backend's GEMM-entry tiles. FLOP/s: 4 D per visible pair per head forward, 10 D backward.
+template <class B>
+void train_attention(bm::State& st) {
+  constexpr index_t Bn = 8, T = 1024, H = 8, G = 4, D = 32;
+  array<float> q({Bn, T, H, D}), k({Bn, T, G, D}), v({Bn, T, G, D}), o({Bn, T, H, D}), lse({Bn, H, T}), d_o({Bn, T, H, D});
+  array<float> dq({Bn, T, H, D}), dk({Bn, T, G, D}), dv({Bn, T, G, D}), ws;
+  std::vector<std::int64_t> bytes(static_cast<std::size_t>(q.size()));
+  random_bytes()(0, 0, bytes);
+  for (array<float>* a : {&q, &k, &v, &d_o})
+    for (index_t i = 0; i < a->size(); ++i) a->data()[i] = static_cast<float>(bytes[static_cast<std::size_t>(i)] - 128) / 64.0f;
+  const nn::causal_attention att{};
+  const auto pass = [&] {
+    att.forward<B>(q.cview(), k.cview(), v.cview(), o.view(), lse.view(), ws);
+    att.backward<B>(q.cview(), k.cview(), v.cview(), o.cview(), lse.cview(), d_o.cview(), dq.view(), dk.view(), dv.view(), ws);
+  };
+  pass(); // warm: workspace
+  for (auto _ : st) {
+    pass();
+    bm::DoNotOptimize(dq.data());
+  }
+  bench::flops(st, 14.0 * D * H * Bn * (T * (T + 1) / 2.0));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -216,6 +244,8 @@ int main(int argc, char** argv) {
   reg("prefill_f32_T512", [](bm::State& st) { prefill(st); })->Iterations(2);
   reg("train_forward_T1", [](bm::State& st) { train_pass(st, true); })->Iterations(3);
   reg("train_backward_T1", [](bm::State& st) { train_pass(st, false); })->Iterations(3);
+  reg("train_attention_gemm_tiles", [](bm::State& st) { train_attention<backend::scalar>(st); })->Iterations(5);
+  reg("train_attention_panels", [](bm::State& st) { train_attention<backend::best_cpu>(st); })->Iterations(5);
   reg("train_step_T1", [](bm::State& st) { train_step(st, 1); })->Iterations(3);
   reg("train_step_T2", [](bm::State& st) { train_step(st, 2); })->Iterations(3);
   if (const char* dir = std::getenv("MEMBOUND_TRAIN_MODEL")) {
@@ -244,6 +274,8 @@ int main(int argc, char** argv) {
       {"prefill_f32_T512", "probe_fma", "FLOP/s", 0.5},
       {"train_forward_T1", "probe_fma", "FLOP/s", 0},
       {"train_backward_T1", "probe_fma", "FLOP/s", 0},
+      {"train_attention_panels", "probe_fma", "FLOP/s", 0},
+      {"train_attention_panels", "train_attention_gemm_tiles", "FLOP/s", 0},
       {"train_step_T1", "probe_fma", "FLOP/s", 0},
       {"train_step_T2", "train_step_T1", "tokens/s", 0},
   };

@@ -67,45 +67,60 @@ struct rms_norm {
     const std::span<const float> w(weight.span());
     detail::for_row_chunks(x.extent(0), [&](index_t r0, index_t r1) { cpu::rmsnorm(x.slice(0, r0, r1), w, y.slice(0, r0, r1), eps); });
   }
-  /// dx = r (w dy) - x r^3 / C * sum_j w_j dy_j x_j, and grad_weight += sum_rows dy x r (each
-  /// column summed over the rows in order, in double), with r = 1 / sqrt(mean(x^2) + eps).
-  /// @throws shape_error.
+  /// dx = r (w dy) - x r^3 / C * sum_j w_j dy_j x_j, and grad_weight += sum_rows dy x r, with
+  /// r = 1 / sqrt(mean(x^2) + eps), all in double: the row sums over j in 8 interleaved partial
+  /// sums, the column sums per fixed chunk of 64 rows (rows in order), then over the chunks in
+  /// order, so the result does not depend on the thread count. Reads x and dy once; scratch of
+  /// ceil(N / 64) C doubles, kept per calling thread and reused. @throws shape_error.
   void backward(view<const float> x, view<const float> dy, view<float> dx) const {
     const index_t c = weight.extent(0), n = x.extent(0);
     detail::expect_norm_shapes(x, dy, c, "rms_norm::backward", "dy");
     detail::expect_norm_shapes(x, dx, c, "rms_norm::backward", "dx");
-    std::vector<double> inv_rms(static_cast<std::size_t>(n));
-    detail::for_row_chunks(n, [&](index_t r0, index_t r1) {
-      for (index_t r = r0; r < r1; ++r) {
+    constexpr index_t chunk = 64, lanes = 8;
+    const index_t chunks = (n + chunk - 1) / chunk;
+    static thread_local std::vector<double> partial; // (chunks, C): each chunk's column sums
+    partial.assign(static_cast<std::size_t>(chunks * c), 0.0);
+    double* const parts = partial.data(); // the calling thread's scratch (workers have their own)
+    const std::span<const float> w(weight.span());
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (chunks > 1)
+#endif
+    for (index_t k = 0; k < chunks; ++k) {
+      double* part = parts + k * c;
+      for (index_t r = k * chunk; r < std::min(n, (k + 1) * chunk); ++r) {
         const float* xr = x.data() + r * x.stride(0);
         const float* gr = dy.data() + r * dy.stride(0);
         float* dr = dx.data() + r * dx.stride(0);
-        double ss = 0.0, dot = 0.0;
-        for (index_t j = 0; j < c; ++j) {
-          ss += static_cast<double>(xr[j]) * xr[j];
-          dot += static_cast<double>(weight(j)) * gr[j] * xr[j];
+        double ss[lanes] = {}, dot[lanes] = {};
+        index_t j = 0;
+        for (; j + lanes <= c; j += lanes)
+          for (index_t l = 0; l < lanes; ++l) {
+            const double xv = xr[j + l];
+            ss[l] += xv * xv;
+            dot[l] += static_cast<double>(w[static_cast<std::size_t>(j + l)]) * gr[j + l] * xv;
+          }
+        for (; j < c; ++j) {
+          ss[0] += static_cast<double>(xr[j]) * xr[j];
+          dot[0] += static_cast<double>(w[static_cast<std::size_t>(j)]) * gr[j] * xr[j];
         }
-        const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c) + eps);
-        const double k = dot * inv * inv * inv / static_cast<double>(c);
-        inv_rms[static_cast<std::size_t>(r)] = inv;
-        for (index_t j = 0; j < c; ++j) dr[j] = static_cast<float>(inv * weight(j) * gr[j] - xr[j] * k);
+        double sst = 0.0, dott = 0.0;
+        for (index_t l = 0; l < lanes; ++l) {
+          sst += ss[l];
+          dott += dot[l];
+        }
+        const double inv = 1.0 / std::sqrt(sst / static_cast<double>(c) + eps);
+        const double kk = dott * inv * inv * inv / static_cast<double>(c);
+        for (j = 0; j < c; ++j) {
+          const double g = gr[j];
+          dr[j] = static_cast<float>(inv * w[static_cast<std::size_t>(j)] * g - xr[j] * kk);
+          part[j] += g * xr[j] * inv;
+        }
       }
-    });
-    constexpr index_t cols = 16; // one task per 16 columns, each summing all rows in order
-    const index_t blocks = (c + cols - 1) / cols;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1 && n >= 64)
-#endif
-    for (index_t bk = 0; bk < blocks; ++bk) {
-      const index_t j0 = bk * cols, j1 = std::min(c, j0 + cols);
-      double acc[cols] = {};
-      for (index_t r = 0; r < n; ++r) {
-        const float* xr = x.data() + r * x.stride(0);
-        const float* gr = dy.data() + r * dy.stride(0);
-        const double inv = inv_rms[static_cast<std::size_t>(r)];
-        for (index_t j = j0; j < j1; ++j) acc[j - j0] += static_cast<double>(gr[j]) * xr[j] * inv;
-      }
-      for (index_t j = j0; j < j1; ++j) grad_weight(j) += static_cast<float>(acc[j - j0]);
+    }
+    for (index_t j = 0; j < c; ++j) {
+      double acc = 0.0;
+      for (index_t k = 0; k < chunks; ++k) acc += parts[k * c + j];
+      grad_weight(j) += static_cast<float>(acc);
     }
   }
 };

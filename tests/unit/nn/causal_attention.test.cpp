@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // nn/causal_attention.hpp: the scalar oracle (ref/causal_attention.hpp) against central finite
 // differences in double precision, with and without the retention bias; the tiled float kernel
-// against the oracle on odd sizes and partial tiles; a hand-derived two-token case; thread-count
+// against the oracle on odd sizes and partial tiles, for the SIMD panels and the scalar backend's GEMM tiles; a hand-derived two-token case; thread-count
 // independence; bad shapes.
 #include <doctest/doctest.h>
 
@@ -116,13 +116,22 @@ TEST_CASE("ref causal attention: two tokens by hand") {
   CHECK(of[1] == doctest::Approx(o[1]).epsilon(1e-6));
 }
 
-TEST_CASE("causal_attention: the tiled float kernel equals the double oracle") {
+namespace {
+
+/// The kernel of backend B against the double oracle on one shape, with and without the bias.
+template <class B>
+void check_against_oracle() {
   struct shape {
     index_t b, t, h, g, d, block;
   };
-  for (const shape s : {shape{2, 37, 6, 2, 8, 16}, shape{1, 5, 2, 2, 4, 64}, shape{3, 33, 4, 1, 5, 7}, shape{1, 70, 2, 1, 16, 32}}) {
+  // Odd sizes and partial tiles; T past several key chunks (64 on AVX-512) with blocks that do and
+  // do not divide it; D of one, several and an odd number of vectors and not a multiple of any.
+  for (const shape s : {shape{2, 37, 6, 2, 8, 16}, shape{1, 5, 2, 2, 4, 64}, shape{3, 33, 4, 1, 5, 7}, shape{1, 70, 2, 1, 16, 32},
+                        shape{1, 203, 4, 2, 32, 64}, shape{2, 130, 2, 2, 48, 50}, shape{1, 77, 3, 1, 37, 512}}) {
     for (bool bias : {false, true}) {
+      CAPTURE(B::name);
       CAPTURE(s.t);
+      CAPTURE(s.d);
       CAPTURE(s.block);
       CAPTURE(bias);
       std::mt19937 gen(static_cast<unsigned>(s.t * 7 + bias));
@@ -135,9 +144,9 @@ TEST_CASE("causal_attention: the tiled float kernel equals the double oracle") {
       array<float> dq({s.b, s.t, s.h, s.d}), dk({s.b, s.t, s.g, s.d}), dv({s.b, s.t, s.g, s.d}), dlb({s.b, s.g, s.t});
       const nn::causal_attention att{.scale = 0.0f, .block = s.block};
       const view<const float> lbv = bias ? lb.cview() : view<const float>();
-      att.forward(q.cview(), k.cview(), v.cview(), o.view(), lse.view(), ws, lbv);
-      att.backward(q.cview(), k.cview(), v.cview(), o.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), dv.view(), ws,
-                   lbv, bias ? dlb.view() : view<float>());
+      att.forward<B>(q.cview(), k.cview(), v.cview(), o.view(), lse.view(), ws, lbv);
+      att.backward<B>(q.cview(), k.cview(), v.cview(), o.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), dv.view(), ws,
+                      lbv, bias ? dlb.view() : view<float>());
 
       const auto qd = cast<double>(q), kd = cast<double>(k), vd = cast<double>(v), lbd = cast<double>(lb), dod = cast<double>(dout);
       array<double> od({s.b, s.t, s.h, s.d}), lsed({s.b, s.h, s.t});
@@ -156,6 +165,13 @@ TEST_CASE("causal_attention: the tiled float kernel equals the double oracle") {
       if (bias) check_rel(dlb, dlbd, 5e-5);
     }
   }
+}
+
+} // namespace
+
+TEST_CASE("causal_attention: the tiled float kernel equals the double oracle") {
+  check_against_oracle<backend::best_cpu>(); // the register-tiled panels on SIMD builds
+  check_against_oracle<backend::scalar>();   // the GEMM entry on (block, T) tiles
 }
 
 TEST_CASE("causal_attention: results do not depend on the thread count") {

@@ -11,6 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "membound/nn/embedding.hpp"
 #include "membound/nn/norm.hpp"
 #include "fixtures.hpp"
@@ -101,6 +105,58 @@ TEST_CASE("norm backward equals central finite differences") {
     for (auto& v : rn.weight.span()) v = nd(gen);
     check_fd(rn, p, x, r);
   }
+}
+
+TEST_CASE("rms_norm backward over many row chunks: equals the double formula, for any thread count") {
+  // 300 rows: five chunks of 64 rows, the last partial, each a parallel task; C = 37 leaves a tail
+  // after the 8 interleaved row sums.
+  constexpr index_t n = 300, c = 37;
+  std::mt19937 gen(31);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  array<float> x({n, c}), dy({n, c}), w({c});
+  for (auto* a : {&x, &dy, &w})
+    for (auto& v : a->span()) v = nd(gen);
+  std::vector<double> want_dx(static_cast<std::size_t>(n * c)), want_dw(static_cast<std::size_t>(c), 0.5);
+  for (index_t r = 0; r < n; ++r) {
+    double ss = 0, dot = 0;
+    for (index_t j = 0; j < c; ++j) {
+      ss += double(x(r, j)) * x(r, j);
+      dot += double(w(j)) * dy(r, j) * x(r, j);
+    }
+    const double inv = 1.0 / std::sqrt(ss / c + 1e-6);
+    for (index_t j = 0; j < c; ++j) {
+      want_dx[static_cast<std::size_t>(r * c + j)] = inv * w(j) * dy(r, j) - x(r, j) * dot * inv * inv * inv / c;
+      want_dw[static_cast<std::size_t>(j)] += double(dy(r, j)) * x(r, j) * inv;
+    }
+  }
+  const auto run = [&](int threads) {
+    (void)threads;
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#endif
+    nn::parameters p;
+    auto rn = nn::rms_norm::make(p, "rn", c);
+    std::copy(w.span().begin(), w.span().end(), rn.weight.span().begin());
+    std::fill(rn.grad_weight.span().begin(), rn.grad_weight.span().end(), 0.5f); // accumulates onto it
+    array<float> dx({n, c});
+    rn.backward(x.cview(), dy.cview(), dx.view());
+    std::vector<float> out(dx.span().begin(), dx.span().end());
+    out.insert(out.end(), rn.grad_weight.span().begin(), rn.grad_weight.span().end());
+    return out;
+  };
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+#endif
+  const auto one = run(1), two = run(2);
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
+  CHECK(one == two);
+  double worst = 0;
+  for (std::size_t i = 0; i < want_dx.size(); ++i) worst = std::max(worst, std::abs(one[i] - want_dx[i]) / (1 + std::abs(want_dx[i])));
+  for (std::size_t j = 0; j < want_dw.size(); ++j)
+    worst = std::max(worst, std::abs(one[want_dx.size() + j] - want_dw[j]) / (1 + std::abs(want_dw[j])));
+  CHECK(worst < 1e-6);
 }
 
 TEST_CASE("embedding matches PyTorch; repeated ids accumulate") {
