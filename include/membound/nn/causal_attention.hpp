@@ -183,6 +183,14 @@ private:
     }
   };
 
+  /// log beta of (sequence b, KV head g) into lbp (tp), zero padded; false when there is none.
+  static bool pack_log_beta(const view<const float>& log_beta, index_t b, index_t g, index_t tp, float* lbp) {
+    if (log_beta.data() == nullptr) return false;
+    const float* lb = log_beta.data() + b * log_beta.stride(0) + g * log_beta.stride(1);
+    for (index_t i = 0; i < tp; ++i) lbp[i] = i < log_beta.extent(2) ? lb[i * log_beta.stride(2)] : 0.0f;
+    return true;
+  }
+
   /// Copies the pair's (T, D) rows at `src` (row stride ld) into yr (tp, dp), zero padded.
   static void pack_rows(const float* src, index_t ld, index_t t, index_t d, index_t tp, index_t dp, float* yr) {
     for (index_t i = 0; i < tp; ++i)
@@ -203,11 +211,7 @@ private:
       float* inv = ws + lay.rowv;
       cpu::panel::pack_panels<A>(k.data() + b * k.stride(0) + g * k.stride(2), k.stride(1), s.t, s.d, tp, kt);
       pack_rows(v.data() + b * v.stride(0) + g * v.stride(2), v.stride(1), s.t, s.d, tp, dp, vp);
-      const bool bias = log_beta.data() != nullptr;
-      if (bias) {
-        const float* lb = log_beta.data() + b * log_beta.stride(0) + g * log_beta.stride(1);
-        for (index_t i = 0; i < tp; ++i) lbp[i] = i < s.t ? lb[i * log_beta.stride(2)] : 0.0f;
-      }
+      const bool bias = pack_log_beta(log_beta, b, g, tp, lbp);
       const V vscale(s.scale), iota = lane_offsets<A>();
       for (index_t h = g * s.group; h < (g + 1) * s.group; ++h) {
         const float* qh = q.data() + b * q.stride(0) + h * q.stride(2);
@@ -251,11 +255,7 @@ private:
       pack_rows(kg, k.stride(1), s.t, s.d, tp, dp, kp);
       std::fill(dka, dka + s.t * dp, 0.0f);
       std::fill(dva, dva + s.t * dp, 0.0f);
-      const bool bias = log_beta.data() != nullptr;
-      if (bias) {
-        const float* lb = log_beta.data() + b * log_beta.stride(0) + g * log_beta.stride(1);
-        for (index_t i = 0; i < tp; ++i) lbp[i] = i < s.t ? lb[i * log_beta.stride(2)] : 0.0f;
-      }
+      const bool bias = pack_log_beta(log_beta, b, g, tp, lbp);
       float* dlb = d_log_beta.data() != nullptr ? d_log_beta.data() + b * d_log_beta.stride(0) + g * d_log_beta.stride(1) : nullptr;
       const index_t dlbs = dlb != nullptr ? d_log_beta.stride(2) : 0;
       if (dlb != nullptr)
@@ -269,23 +269,13 @@ private:
         const float* lh = lse.data() + b * lse.stride(0) + h * lse.stride(1);
         for (index_t t0 = 0; t0 < s.t; t0 += block) {
           const index_t t1 = std::min(s.t, t0 + block), rows = t1 - t0;
+          pack_rows(qh + t0 * q.stride(1), q.stride(1), rows, s.d, rows, dp, xq);
+          pack_rows(doh + t0 * dout.stride(1), dout.stride(1), rows, s.d, rows, dp, xdo);
           for (index_t r = 0; r < rows; ++r) {
-            const float* qr = qh + (t0 + r) * q.stride(1);
-            const float* dr = doh + (t0 + r) * dout.stride(1);
             const float* orow = oh + (t0 + r) * o.stride(1);
             float dd = 0.0f;
-            for (index_t c = 0; c < dp; ++c) {
-              xq[r * dp + c] = c < s.d ? qr[c] : 0.0f;
-              xdo[r * dp + c] = c < s.d ? dr[c] : 0.0f;
-            }
-            for (index_t c = 0; c < s.d; ++c) dd += dr[c] * orow[c];
+            for (index_t c = 0; c < s.d; ++c) dd += xdo[r * dp + c] * orow[c];
             delta[r] = dd;
-            if (t0 + block + r < s.t) // the next block's rows, while this one computes
-              for (index_t c = 0; c < s.d; c += 16) {
-                cpu::detail::prefetch(qr + block * q.stride(1) + c);
-                cpu::detail::prefetch(dr + block * dout.stride(1) + c);
-                cpu::detail::prefetch(orow + block * o.stride(1) + c);
-              }
             lrow[r] = lh[(t0 + r) * lse.stride(2)];
           }
           // Keys of a row tile: up to its last row, rounded to the tile's key step; the rest of
