@@ -166,7 +166,8 @@ int main(int argc, char** argv) try {
 
   march_settings ms;
   ms.step = 0.1f;      // the dense reference's step: 10 cm
-  ms.window = 8192;    // 819 m of ray per estimator query
+  ms.window = 256;     // 25.6 m of ray per estimator query: the learned classifier's top segment, so
+                       // a ray's later segments are never classified once it has terminated
   std::printf("60 - empty-space skipping in a procedural city (%s run: %d x %d rays per camera, step %.2f m)\n",
               smoke ? "smoke" : (full ? "--full" : "default"), w, h, static_cast<double>(ms.step));
 

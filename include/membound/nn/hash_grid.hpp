@@ -165,7 +165,8 @@ public:
   /// y = encode(x).
   /// @tparam B backend::scalar (one point at a time: the twin) or a SIMD backend (the default):
   ///   W = lanes points at a time, vertex indices computed in vector registers and table entries
-  ///   fetched with gathers. Both do the same float operations in the same order (weights as
+  ///   fetched with gathers (with F = 2 on AVX2 / AVX-512 both features of a vertex in one
+  ///   64-bit element per lane: half the gathered elements, about 7% faster on machine B). Both do the same float operations in the same order (weights as
   ///   products over dimensions in order, corners in order, separate multiply and add), so their
   ///   outputs are identical bit for bit.
   /// @param[in] x (N,D) points (clamped to [0,1]), any strides.
@@ -366,7 +367,14 @@ private:
         idx = idx & ub(static_cast<std::uint32_t>(table_size() - 1));
       }
       const ib row = xsimd::bitwise_cast<ib>(idx) * ib(F);
-      for (int f = 0; f < F; ++f) acc[f] = acc[f] + w * cpu::detail::gather<A>(tab + f, row);
+      if constexpr (F == 2) { // both features of a corner in one 64-bit gather per lane
+        fb g0, g1;
+        cpu::detail::gather_pairs<A>(tab, row, g0, g1);
+        acc[0] = acc[0] + w * g0;
+        acc[1] = acc[1] + w * g1;
+      } else {
+        for (int f = 0; f < F; ++f) acc[f] = acc[f] + w * cpu::detail::gather<A>(tab + f, row);
+      }
     }
   }
 

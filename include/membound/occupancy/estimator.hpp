@@ -18,6 +18,16 @@
 ///   void occupied(const ray& r, float t0, float t1, workspace& ws, std::vector<span_t>& out) const;
 ///   std::size_t memory_bytes() const;              // bytes held while marching (see below)
 /// @endcode
+/// An estimator whose cost is per call rather than per ray (a network evaluated on SIMD batches of
+/// points) may also answer many rays' windows at once (`batched_estimator`):
+/// @code
+///   // For each query q[i], the spans occupied(q[i].r, q[i].t0, q[i].t1, ...) would append, in
+///   // query order, appended to `out`; off gets q.size() + 1 entries, query i's spans being
+///   // out[off[i]] .. out[off[i+1]).
+///   void occupied_batch(std::span<const ray_window> q, workspace& ws, std::vector<span_t>& out,
+///                       std::vector<std::size_t>& off) const;
+/// @endcode
+/// The marcher then runs a wavefront over each tile of rays (march.hpp).
 ///
 /// Memory (the figure every estimator reports): the bytes an estimator holds while marching. A
 /// grid's bitfield counts one bit per cell; a network counts its parameters as f32. Update-time
@@ -25,6 +35,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -39,6 +50,12 @@ struct span_t {
   float t0 = 0, t1 = 0;
 };
 
+/// One ray's window [t0, t1), as a batched estimator is asked for it.
+struct ray_window {
+  ray r;
+  float t0 = 0, t1 = 0;
+};
+
 /// What the marcher asks of a skipping policy (see the file comment).
 template <class E>
 concept estimator = requires(const E& e, const ray& r, float t, typename E::workspace& ws, std::vector<span_t>& out) {
@@ -46,6 +63,13 @@ concept estimator = requires(const E& e, const ray& r, float t, typename E::work
   { e.make_workspace() } -> std::same_as<typename E::workspace>;
   e.occupied(r, t, t, ws, out);
   { e.memory_bytes() } -> std::convertible_to<std::size_t>;
+};
+
+/// An estimator that also answers the windows of many rays in one call (see the file comment).
+template <class E>
+concept batched_estimator = estimator<E> && requires(const E& e, std::span<const ray_window> q, typename E::workspace& ws,
+                                                     std::vector<span_t>& out, std::vector<std::size_t>& off) {
+  e.occupied_batch(q, ws, out, off);
 };
 
 } // namespace occupancy

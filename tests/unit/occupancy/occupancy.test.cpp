@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -27,6 +28,19 @@ using namespace membound::occupancy;
 namespace {
 
 constexpr float inf = std::numeric_limits<float>::infinity();
+
+// The learned estimator without its batched entry: the marcher asks it ray by ray.
+struct per_ray {
+  const learned_occupancy* l;
+  static constexpr std::string_view name = "per_ray";
+  using workspace = learned_occupancy::workspace;
+  workspace make_workspace() const { return l->make_workspace(); }
+  void occupied(const ray& r, float t0, float t1, workspace& ws, std::vector<span_t>& out) const {
+    l->occupied(r, t0, t1, ws, out);
+  }
+  std::size_t memory_bytes() const { return l->memory_bytes(); }
+};
+static_assert(estimator<per_ray> && !batched_estimator<per_ray>);
 
 array<float> rows(const std::vector<vec3>& v) {
   array<float> a({static_cast<index_t>(v.size()), 3}); // (N,3)
@@ -521,6 +535,31 @@ TEST_CASE("learned occupancy: accuracy on an analytic field, fused = GEMM path, 
   CHECK(err / static_cast<double>(rd.rays()) < 0.02);
   CHECK(weight_recall(td, tl) >= 0.9);
   CHECK(rl.samples_per_ray() < 0.5 * rd.samples_per_ray());
+  // The wavefront (occupied_batch over a tile's live rays) renders exactly what the ray-by-ray
+  // path (occupied alone) renders, for uniform and cone stepping, any window, tile and thread
+  // count; a window cut at segment boundaries or not.
+  for (const auto& [window, tile, cone] : {std::tuple{64, 32, 0.0f}, {37, 5, 0.0f}, {512, 64, 0.0f}, {40, 9, 0.02f}}) {
+    march_settings sw = s;
+    sw.window = window, sw.tile = tile, sw.cone_angle = cone, sw.max_step = 4 * s.step;
+    sample_trace ta, tb;
+    const render_result a = march(f, per_ray{&l}, o.cview(), d.cview(), sw, &ta);
+#if defined(_OPENMP)
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+#endif
+    const render_result b = march(f, l, o.cview(), d.cview(), sw, &tb);
+#if defined(_OPENMP)
+    omp_set_num_threads(saved);
+#endif
+    CAPTURE(window);
+    CAPTURE(cone);
+    index_t same = 0;
+    for (index_t i = 0; i < a.rays(); ++i)
+      same += a.opacity[i] == b.opacity[i] && a.depth[i] == b.depth[i] && a.samples[i] == b.samples[i] &&
+              a.rgb(i, index_t{0}) == b.rgb(i, index_t{0}) && ta[static_cast<std::size_t>(i)].size() == tb[static_cast<std::size_t>(i)].size();
+    CHECK(same == a.rays());
+    CHECK(a.samples_per_ray() > 0);
+  }
   // Bad settings.
   learned_occupancy_config bad = c;
   bad.factors = {1};

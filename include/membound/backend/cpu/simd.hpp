@@ -240,6 +240,49 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> gather(const float* base, const ibatch<A>& idx)
   return fbatch<A>::load_aligned(v);
 }
 
+/// Two adjacent floats per lane: a[k] = base[idx[k]], b[k] = base[idx[k] + 1] (idx >= 0, in
+/// bounds, base + idx 8-byte aligned for the wide paths). AVX-512 and AVX2 fetch each pair as one
+/// 64-bit element (vgatherdpd: half the gathered elements of two float gathers) and split the
+/// pairs in registers; other architectures load lane by lane.
+template <class A>
+MEMBOUND_ALWAYS_INLINE void gather_pairs(const float* base, const ibatch<A>& idx, fbatch<A>& a, fbatch<A>& b) noexcept {
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    const __m512i ix = idx;
+    const double* bd = reinterpret_cast<const double*>(base);
+    // The masked forms with a zero source: GCC 12 warns that the unmasked ones read an
+    // uninitialised register.
+    const __m512d z = _mm512_setzero_pd();
+    const __m512 lo = _mm512_castpd_ps(_mm512_mask_i32gather_pd(z, 0xff, _mm512_castsi512_si256(ix), bd, 4));    // lanes 0..7
+    const __m512 hi = _mm512_castpd_ps(_mm512_mask_i32gather_pd(z, 0xff, _mm512_extracti64x4_epi64(ix, 1), bd, 4)); // lanes 8..15
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    a = _mm512_permutex2var_ps(lo, even, hi);
+    b = _mm512_permutex2var_ps(lo, odd, hi);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (is_avx2<A>) {
+    const __m256i ix = idx;
+    const double* bd = reinterpret_cast<const double*>(base);
+    const __m256d z = _mm256_setzero_pd(), all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+    const __m256 lo = _mm256_castpd_ps(_mm256_mask_i32gather_pd(z, bd, _mm256_castsi256_si128(ix), all, 4));      // lanes 0..3
+    const __m256 hi = _mm256_castpd_ps(_mm256_mask_i32gather_pd(z, bd, _mm256_extracti128_si256(ix, 1), all, 4)); // lanes 4..7
+    // shuffle_ps gives lanes (0 1 4 5 | 2 3 6 7); the 64-bit permute restores 0..7.
+    a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    return;
+  }
+#endif
+  alignas(64) std::int32_t i[lanes<A>];
+  alignas(64) float va[lanes<A>], vb[lanes<A>];
+  idx.store_aligned(i);
+  for (std::size_t k = 0; k < lanes<A>; ++k) va[k] = base[i[k]], vb[k] = base[i[k] + 1];
+  a = fbatch<A>::load_aligned(va);
+  b = fbatch<A>::load_aligned(vb);
+}
+
 // ---- horizontal reductions -------------------------------------------------------------------
 
 template <class A>
