@@ -57,8 +57,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <span>
 #include <random>
+#include <span>
 #include <string_view>
 #include <type_traits>
 #include <vector>
