@@ -10,8 +10,11 @@
 /// The tile: `packed_tile<B>::mr` rows of W by `nv` SIMD vectors of columns live in registers
 /// (AVX-512: 8 x 48, AVX2: 6 x 16; tails run fewer vectors, a one-vector tail two panels at once
 /// where they fit); each step over K broadcasts the weights of the panel and multiplies them into
-/// the vectors of x. x is copied per column panel into a zero-padded contiguous (kc, nv lanes)
-/// panel, so tails in N cost no branches inside the loop. At most 4 columns past the last whole
+/// the vectors of x. A whole column panel is read where x lies when its rows are not a multiple of
+/// 256 bytes apart (they then spread over the L1 sets); a partial panel, or one with such rows, is
+/// first copied into a zero-padded contiguous (kc, nv lanes) panel, so tails in N cost no branches
+/// inside the loop. (Copying every panel cost 25% at 48 rows of W, where few tiles share a copy:
+/// 48 x 128 x 48 hot, 124 -> 162 GFLOP/s on machine B.) At most 4 columns past the last whole
 /// vector (N = 49 is 3 vectors and 1 column) run through a column kernel instead: a panel's mr
 /// rows in one vector, one FMA per weight step and column, 4 panels at once (2 on AVX2) so that
 /// the chains do not wait on the FMA latency. K runs in blocks of `packed_matrix::kc` (128)
@@ -320,7 +323,13 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
     const index_t width = vecs * L;
     for (index_t b = 0; b < std::max<index_t>(blocks, 1); ++b) {
       const index_t k0 = b * packed_matrix::kc, kb = blocks == 0 ? 0 : w.block_cols(b);
-      for (index_t c = 0; c < kb; ++c) { // the x panel (kb, width) of this block, zero-padded columns
+      // A whole panel whose rows are not 256-byte multiples apart is read in place (its kb x
+      // width floats spread over every L1 set, so the tiles of all panels find it there); a
+      // partial panel, or rows that would crowd a few L1 sets, is copied first.
+      const bool direct = nc == width && ldx % 64 != 0;
+      const float* xs = direct ? x + k0 * ldx + j0 : xp;
+      const index_t ldxs = direct ? ldx : width;
+      for (index_t c = 0; c < (direct ? 0 : kb); ++c) { // the x panel (kb, width), zero-padded columns
         const float* src = x + (k0 + c) * ldx + j0;
         float* dst = xp + c * width;
         std::memcpy(dst, src, static_cast<std::size_t>(nc) * sizeof(float));
@@ -340,13 +349,13 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
         float* yt = y + r0 * ldy + j0;
         const float* bp = bias ? bias + r0 : nullptr;
         if (pp == 2)
-          packed_tile_kernel<A, MR, 1, pair>(wp, MR * kb, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+          packed_tile_kernel<A, MR, 1, pair>(wp, MR * kb, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         else if (vecs == 1)
-          packed_tile_kernel<A, MR, 1>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+          packed_tile_kernel<A, MR, 1>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         else if (vecs == NV)
-          packed_tile_kernel<A, MR, NV>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+          packed_tile_kernel<A, MR, NV>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         else // two vectors of a three-vector tile
-          packed_tile_kernel<A, MR, 2>(wp, 0, xp, kb, width, yt, ldy, rows, nc, load_y, bp, relu);
+          packed_tile_kernel<A, MR, 2>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         p += pp;
       }
     }
