@@ -166,9 +166,10 @@ public:
   /// @tparam B backend::scalar (one point at a time: the twin) or a SIMD backend (the default):
   ///   W = lanes points at a time, vertex indices computed in vector registers and table entries
   ///   fetched with gathers (with F = 2 on AVX2 / AVX-512 both features of a vertex in one
-  ///   64-bit element per lane: half the gathered elements, about 7% faster on machine B). Both do the same float operations in the same order (weights as
-  ///   products over dimensions in order, corners in order, separate multiply and add), so their
-  ///   outputs are identical bit for bit.
+  ///   64-bit element per lane: half the gathered elements, about 7% faster on machine B). Both
+  ///   do the same float operations in the same order (weights as products over dimensions in
+  ///   order, corners in order, separate multiply and add), so their outputs are identical bit
+  ///   for bit.
   /// @param[in] x (N,D) points (clamped to [0,1]), any strides.
   /// @param[out] y (N,L*F), any strides; every element is written.
   /// @pre y does not overlap x or the table.
