@@ -538,9 +538,15 @@ TEST_CASE("learned occupancy: accuracy on an analytic field, fused = GEMM path, 
   // The wavefront (occupied_batch over a tile's live rays) renders exactly what the ray-by-ray
   // path (occupied alone) renders, for uniform and cone stepping, any window, tile and thread
   // count; a window cut at segment boundaries or not.
-  for (const auto& [window, tile, cone] : {std::tuple{64, 32, 0.0f}, {37, 5, 0.0f}, {512, 64, 0.0f}, {40, 9, 0.02f}}) {
+  struct wavefront_case {
+    index_t window, tile;
+    float cone;
+  };
+  for (const wavefront_case& wc : {wavefront_case{64, 32, 0.0f}, {37, 5, 0.0f}, {512, 64, 0.0f}, {40, 9, 0.02f}}) {
+    const index_t window = wc.window;
+    const float cone = wc.cone;
     march_settings sw = s;
-    sw.window = window, sw.tile = tile, sw.cone_angle = cone, sw.max_step = 4 * s.step;
+    sw.window = window, sw.tile = wc.tile, sw.cone_angle = cone, sw.max_step = 4 * s.step;
     sample_trace ta, tb;
     const render_result a = march(f, per_ray{&l}, o.cview(), d.cview(), sw, &ta);
 #if defined(_OPENMP)
