@@ -21,9 +21,9 @@
 /// An estimator whose cost is per call rather than per ray (a network evaluated on SIMD batches of
 /// points) may also answer many rays' windows at once (`batched_estimator`):
 /// @code
-///   // For each query q[i], the spans occupied(q[i].r, q[i].t0, q[i].t1, ...) would append, in
-///   // query order, appended to `out`; off gets q.size() + 1 entries, query i's spans being
-///   // out[off[i]] .. out[off[i+1]).
+///   // Appends to `out`, query after query, the spans occupied(q[i].r, q[i].t0, q[i].t1, ...)
+///   // would append; off gets q.size() + 1 entries, query i's spans being out[off[i]] ..
+///   // out[off[i+1]).
 ///   void occupied_batch(std::span<const ray_window> q, workspace& ws, std::vector<span_t>& out,
 ///                       std::vector<std::size_t>& off) const;
 /// @endcode

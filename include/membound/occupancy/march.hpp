@@ -239,11 +239,9 @@ bool march_composite(const F& field, ray_march& m, const span_t* sp0, const span
 } // namespace detail
 
 /// Renders rays (origins (N,3), unit or non-unit directions (N,3)) through `field`, skipping what
-/// `est` rules out. `trace`, when given, receives every sample with weight > 0.
-/// An estimator with `occupied_batch` (a `batched_estimator`) is asked for the windows of all
-/// still-marching rays of a tile at once, window by window (a wavefront: a ray's later windows are
-/// never classified once it has terminated); any other estimator is asked ray by ray. Both give
-/// the same result, because `occupied_batch` answers each window as `occupied` would.
+/// `est` rules out. `trace`, when given, receives every sample with weight > 0. A
+/// `batched_estimator` is asked tile by tile (the wavefront of the file comment), any other ray by
+/// ray; both give the same result.
 /// @throws shape_error for mismatched arrays; config_error for bad settings or a ray whose origin
 ///   or direction is not finite or whose direction has zero length (naming the ray).
 /// Complexity: O(steps the estimator keeps + estimator cost) per ray; allocation O(N + window).

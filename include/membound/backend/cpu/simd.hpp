@@ -243,7 +243,7 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> gather(const float* base, const ibatch<A>& idx)
 /// Two adjacent floats per lane: a[k] = base[idx[k]], b[k] = base[idx[k] + 1] (idx >= 0, in
 /// bounds, base + idx 8-byte aligned for the wide paths). AVX-512 and AVX2 fetch each pair as one
 /// 64-bit element (vgatherdpd: half the gathered elements of two float gathers) and split the
-/// pairs in registers; other architectures load lane by lane.
+/// pairs in registers; other architectures make two `gather`s.
 template <class A>
 MEMBOUND_ALWAYS_INLINE void gather_pairs(const float* base, const ibatch<A>& idx, fbatch<A>& a, fbatch<A>& b) noexcept {
 #if MEMBOUND_HAS_AVX512
@@ -275,12 +275,8 @@ MEMBOUND_ALWAYS_INLINE void gather_pairs(const float* base, const ibatch<A>& idx
     return;
   }
 #endif
-  alignas(64) std::int32_t i[lanes<A>];
-  alignas(64) float va[lanes<A>], vb[lanes<A>];
-  idx.store_aligned(i);
-  for (std::size_t k = 0; k < lanes<A>; ++k) va[k] = base[i[k]], vb[k] = base[i[k] + 1];
-  a = fbatch<A>::load_aligned(va);
-  b = fbatch<A>::load_aligned(vb);
+  a = gather<A>(base, idx);
+  b = gather<A>(base + 1, idx);
 }
 
 // ---- horizontal reductions -------------------------------------------------------------------
