@@ -534,8 +534,7 @@ private:
     linear(s, L.gate, L.gate_bias, s.h_.data(), C, s.gate_.data(), I, n);
     linear(s, L.up, L.up_bias, s.h_.data(), C, s.up_.data(), I, n);
     const std::span<float> g(s.gate_.data(), static_cast<std::size_t>(n * I));
-    cpu::silu(std::span<const float>(g), g);
-    for (std::size_t i = 0; i < g.size(); ++i) g[i] *= s.up_[static_cast<index_t>(i)];
+    cpu::swiglu(std::span<const float>(g), std::span<const float>(s.up_.data(), g.size()), g);
     linear(s, L.down, L.down_bias, s.gate_.data(), I, s.h_.data(), C, n);
     for (index_t i = 0; i < n * C; ++i) s.x_[i] += s.h_[i];
   }

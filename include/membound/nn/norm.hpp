@@ -70,9 +70,11 @@ struct rms_norm {
   /// dx = r (w dy) - x r^3 / C * sum_j w_j dy_j x_j, and grad_weight += sum_rows dy x r, with
   /// r = 1 / sqrt(mean(x^2) + eps), all in double: the row sums over j in 8 interleaved partial
   /// sums, the column sums per fixed chunk of 64 rows (rows in order), then over the chunks in
-  /// order, so the result does not depend on the thread count. Reads x and dy once; scratch of
+  /// order, so the result does not depend on the thread count. With `accumulate`, dx += (each
+  /// value rounded to float first: the same bits as writing it elsewhere and adding), as a
+  /// residual branch's gradient joins the stream's. Reads x and dy once; scratch of
   /// ceil(N / 64) C doubles, kept per calling thread and reused. @throws shape_error.
-  void backward(view<const float> x, view<const float> dy, view<float> dx) const {
+  void backward(view<const float> x, view<const float> dy, view<float> dx, bool accumulate = false) const {
     const index_t c = weight.extent(0), n = x.extent(0);
     detail::expect_norm_shapes(x, dy, c, "rms_norm::backward", "dy");
     detail::expect_norm_shapes(x, dx, c, "rms_norm::backward", "dx");
@@ -112,7 +114,8 @@ struct rms_norm {
         const double kk = dott * inv * inv * inv / static_cast<double>(c);
         for (j = 0; j < c; ++j) {
           const double g = gr[j];
-          dr[j] = static_cast<float>(inv * w[static_cast<std::size_t>(j)] * g - xr[j] * kk);
+          const float v = static_cast<float>(inv * w[static_cast<std::size_t>(j)] * g - xr[j] * kk);
+          dr[j] = accumulate ? dr[j] + v : v;
           part[j] += g * xr[j] * inv;
         }
       }

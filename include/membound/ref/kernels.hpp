@@ -255,6 +255,26 @@ inline void silu(std::span<const float> x, std::span<float> y) {
   detail::expect_same_size(x.size(), y.size(), "silu", "x", "y");
   for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] / (1.f + std::exp(-x[i]));
 }
+/// SwiGLU: y = silu(g) u; y may alias g or u. @throws shape_error. O(n).
+inline void swiglu(std::span<const float> g, std::span<const float> u, std::span<float> y) {
+  detail::expect_same_size(g.size(), u.size(), "swiglu", "g", "u");
+  detail::expect_same_size(g.size(), y.size(), "swiglu", "g", "y");
+  for (std::size_t i = 0; i < g.size(); ++i) y[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+/// SwiGLU backward: dg = dy u s (1 + g (1 - s)), du = dy silu(g) with s = 1 / (1 + exp(-g)); one
+/// of dg, du may alias dy. @throws shape_error. O(n).
+inline void swiglu_backward(std::span<const float> g, std::span<const float> u, std::span<const float> dy,
+                            std::span<float> dg, std::span<float> du) {
+  detail::expect_same_size(g.size(), u.size(), "swiglu_backward", "g", "u");
+  detail::expect_same_size(g.size(), dy.size(), "swiglu_backward", "g", "dy");
+  detail::expect_same_size(g.size(), dg.size(), "swiglu_backward", "g", "dg");
+  detail::expect_same_size(g.size(), du.size(), "swiglu_backward", "g", "du");
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const float e1 = 1.f + std::exp(-g[i]), s = 1.f / e1, d = dy[i];
+    dg[i] = d * u[i] * s * (1.f + g[i] * (1.f - s));
+    du[i] = g[i] / e1 * d;
+  }
+}
 /// GELU, tanh form: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); y may alias x. O(n).
 inline void gelu_tanh(std::span<const float> x, std::span<float> y) {
   detail::expect_same_size(x.size(), y.size(), "gelu_tanh", "x", "y");

@@ -432,6 +432,66 @@ TEST_CASE_TEMPLATE_DEFINE("activation derivatives agree with the scalar twin and
 }
 TEST_CASE_TEMPLATE_APPLY(act_bwd_id, tested_tags);
 
+TEST_CASE_TEMPLATE_DEFINE("the fused swiglu and its backward agree with the scalar twin", B, swiglu_id) {
+  // The same tolerances as silu and silu_backward against the twin (one more multiply each); the
+  // same bits as the unfused passes; every aliasing the contract allows gives the same bits as
+  // separate outputs.
+  auto close = [](float a, float b, float ulps) {
+    if (std::isnan(b)) return std::isnan(a);
+    return std::fabs(a - b) <= ulps * u * 2 * std::fabs(b) + 1e-6;
+  };
+  for (std::size_t n : sizes)
+    for (std::size_t off : offsets) {
+      CAPTURE(n);
+      CAPTURE(off);
+      auto gs = random_vec(n + off, 41 * n + off, -12.f, 12.f);
+      const auto us = random_vec(n + off, 43 * n + off, -3.f, 3.f), dys = random_vec(n + off, 47 * n + off, -2.f, 2.f);
+      if (n > 3) { gs[off] = 1e20f; gs[off + 1] = -1e20f; gs[off + 2] = qnan; }
+      std::span<const float> g(gs.data() + off, n), uu(us.data() + off, n), dy(dys.data() + off, n);
+      std::vector<float> a(n), b(n), dga(n), dgb(n), dua(n), dub(n);
+      cpu::swiglu<B>(g, uu, a);
+      ref::swiglu(g, uu, b);
+      cpu::swiglu_backward<B>(g, uu, dy, dga, dua);
+      ref::swiglu_backward(g, uu, dy, dgb, dub);
+      for (std::size_t i = 0; i < n; ++i) {
+        CAPTURE(g[i]);
+        CHECK(close(a[i], b[i], 8));
+        CHECK(close(dga[i], dgb[i], 16));
+        CHECK(close(dua[i], dub[i], 8));
+      }
+      const auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+        for (std::size_t i = 0; i < x.size(); ++i)
+          if (!(std::isnan(x[i]) ? std::isnan(y[i]) : x[i] == y[i])) return false;
+        return true;
+      };
+      // The fused passes give the same bits as the separate ones they replace (silu, then the
+      // products; silu_backward of dy u).
+      std::vector<float> sa(n), sg(n);
+      cpu::silu<B>(g, sa);
+      for (std::size_t i = 0; i < n; ++i) sg[i] = dy[i] * uu[i];
+      cpu::silu_backward<B>(g, std::span<const float>(sg), sg);
+      std::vector<float> sy(n), su(n);
+      for (std::size_t i = 0; i < n; ++i) sy[i] = sa[i] * uu[i], su[i] = sa[i] * dy[i];
+      CHECK(same(a, sy));
+      CHECK(same(dga, sg));
+      CHECK(same(dua, su));
+      std::vector<float> yu(uu.begin(), uu.end()), yg(g.begin(), g.end()), d1(dy.begin(), dy.end()), d2(dy.begin(), dy.end()), o(n);
+      cpu::swiglu<B>(g, yu, yu); // y aliases u
+      cpu::swiglu<B>(yg, uu, yg); // y aliases g
+      cpu::swiglu_backward<B>(g, uu, d1, d1, o); // dg aliases dy
+      CHECK(same(o, dua));
+      cpu::swiglu_backward<B>(g, uu, d2, o, d2); // du aliases dy
+      CHECK(same(yu, a));
+      CHECK(same(yg, a));
+      CHECK(same(d1, dga));
+      CHECK(same(d2, dua));
+    }
+  std::vector<float> x3(3), x4(4);
+  CHECK_THROWS_AS(cpu::swiglu<B>(x3, x4, x3), shape_error);
+  CHECK_THROWS_AS(cpu::swiglu_backward<B>(x3, x3, x3, x3, x4), shape_error);
+}
+TEST_CASE_TEMPLATE_APPLY(swiglu_id, tested_tags);
+
 // ---- matvec -----------------------------------------------------------------------------------
 
 namespace {

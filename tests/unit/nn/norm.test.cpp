@@ -157,6 +157,26 @@ TEST_CASE("rms_norm backward over many row chunks: equals the double formula, fo
   for (std::size_t j = 0; j < want_dw.size(); ++j)
     worst = std::max(worst, std::abs(one[want_dx.size() + j] - want_dw[j]) / (1 + std::abs(want_dw[j])));
   CHECK(worst < 1e-6);
+  // accumulate: dx += the same values (each rounded to float, then added), on 1 and 2 threads.
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#endif
+    nn::parameters p;
+    auto rn = nn::rms_norm::make(p, "rn", c);
+    std::copy(w.span().begin(), w.span().end(), rn.weight.span().begin());
+    array<float> acc({n, c});
+    for (index_t i = 0; i < acc.size(); ++i) acc.data()[i] = static_cast<float>(i % 13) * 0.25f - 1.0f;
+    array<float> start = acc;
+    rn.backward(x.cview(), dy.cview(), acc.view(), /*accumulate=*/true);
+    bool same = true;
+    for (index_t i = 0; i < acc.size(); ++i) same = same && acc.data()[i] == start.data()[i] + one[static_cast<std::size_t>(i)];
+    CHECK(same);
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
 }
 
 TEST_CASE("embedding matches PyTorch; repeated ids accumulate") {

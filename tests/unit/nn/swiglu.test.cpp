@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // nn/swiglu.hpp: the double backward against central finite differences, the float (SIMD) path
-// against the double one, aliasing, and mismatched sizes.
+// (the fused cpu::swiglu kernels) against the double one, aliasing, and mismatched sizes.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -58,4 +58,5 @@ TEST_CASE("swiglu: backward equals central finite differences in double; float e
   std::vector<float> short_(n - 1);
   CHECK_THROWS_AS(nn::swiglu_forward<float>(gf, uf, short_), shape_error);
   CHECK_THROWS_AS(nn::swiglu_backward<float>(gf, uf, rf, dgf, short_), shape_error);
+  CHECK_THROWS_AS(nn::swiglu_backward<float>(gf, uf, dya, dya, dya), shape_error); // both outputs on dy
 }

@@ -2,7 +2,8 @@
 #pragma once
 /// @file
 /// @brief Element-wise activations over float spans: `silu`, `gelu_tanh`, `gelu_erf`, and their
-/// derivatives times an upstream gradient (`*_backward`). O(n); y may alias x exactly.
+/// derivatives times an upstream gradient (`*_backward`); the fused SwiGLU gate `swiglu` and its
+/// backward. O(n); y may alias x exactly.
 ///
 /// SIMD forms: silu = x / (1 + exp(-x)) with the fast exp; gelu_tanh uses the identity
 /// 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3), which avoids the
@@ -38,6 +39,69 @@ void silu(std::span<const float> x, std::span<float> y) {
     using V = detail::fbatch<A>;
     detail::transform<A>(x.data(), y.data(), x.size(), detail::stream_act(x.size()),
                          [](const V& v) MEMBOUND_INLINE_LAMBDA { return v / (V(1.f) + detail::exp<A>(-v)); });
+  }
+}
+
+/// SwiGLU (Llama's MLP gate): y = silu(g) u in one pass (the same bits as `silu` then a product;
+/// plain stores: y is read again soon). y may alias g or u exactly. @throws shape_error if sizes differ.
+/// Complexity: O(n); reads 8n bytes, writes 4n.
+template <class B = backend::best_cpu>
+void swiglu(std::span<const float> g, std::span<const float> u, std::span<float> y) {
+  detail::check_cpu_backend<B>();
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    ref::swiglu(g, u, y);
+  } else {
+    ::membound::detail::expect_same_size(g.size(), u.size(), "swiglu", "g", "u");
+    ::membound::detail::expect_same_size(g.size(), y.size(), "swiglu", "g", "y");
+    using A = typename B::arch;
+    using V = detail::fbatch<A>;
+    detail::transform2<A>(g.data(), u.data(), y.data(), g.size(), false, [](const V& v, const V& w) MEMBOUND_INLINE_LAMBDA {
+      return v / (V(1.f) + detail::exp<A>(-v)) * w;
+    });
+  }
+}
+
+/// SwiGLU backward in one pass: dg = dy u silu'(g), du = dy silu(g), silu'(g) = s (1 + g (1 - s)),
+/// s = sigmoid(g); the same bits as `silu` times dy and `silu_backward` of dy u. One of dg, du may
+/// alias dy exactly (each vector of dy is read before either
+/// output is stored). @throws shape_error if sizes differ. Complexity: O(n); reads 12n bytes,
+/// writes 8n.
+template <class B = backend::best_cpu>
+void swiglu_backward(std::span<const float> g, std::span<const float> u, std::span<const float> dy, std::span<float> dg,
+                     std::span<float> du) {
+  detail::check_cpu_backend<B>();
+  if constexpr (std::is_same_v<B, backend::scalar>) {
+    ref::swiglu_backward(g, u, dy, dg, du);
+  } else {
+    ::membound::detail::expect_same_size(g.size(), u.size(), "swiglu_backward", "g", "u");
+    ::membound::detail::expect_same_size(g.size(), dy.size(), "swiglu_backward", "g", "dy");
+    ::membound::detail::expect_same_size(g.size(), dg.size(), "swiglu_backward", "g", "dg");
+    ::membound::detail::expect_same_size(g.size(), du.size(), "swiglu_backward", "g", "du");
+    using A = typename B::arch;
+    using V = detail::fbatch<A>;
+    constexpr std::size_t L = detail::lanes<A>;
+    const std::size_t n = g.size();
+    // The same operations, in the same order, as silu(g) * dy and silu_backward(g, dy * u): the
+    // same bits as those two passes.
+    const auto step = [](const V& z, const V& w, const V& d, V& vg, V& vu) MEMBOUND_INLINE_LAMBDA {
+      const V e1 = V(1.f) + detail::exp<A>(-z), s = V(1.f) / e1;
+      vg = d * w * s * (V(1.f) + z * (V(1.f) - s));
+      vu = z / e1 * d;
+    };
+    std::size_t i = 0;
+    V vg, vu;
+    for (; i + L <= n; i += L) {
+      step(detail::loadu<A>(g.data() + i), detail::loadu<A>(u.data() + i), detail::loadu<A>(dy.data() + i), vg, vu);
+      detail::storeu<A>(dg.data() + i, vg);
+      detail::storeu<A>(du.data() + i, vu);
+    }
+    if (i < n) {
+      const std::size_t m = n - i;
+      step(detail::load_partial<A>(g.data() + i, m, 0.f), detail::load_partial<A>(u.data() + i, m, 0.f),
+           detail::load_partial<A>(dy.data() + i, m, 0.f), vg, vu);
+      detail::store_partial<A>(dg.data() + i, m, vg);
+      detail::store_partial<A>(du.data() + i, m, vu);
+    }
   }
 }
 
