@@ -43,8 +43,8 @@ void silu(std::span<const float> x, std::span<float> y) {
 }
 
 /// SwiGLU (Llama's MLP gate): y = silu(g) u in one pass (the same bits as `silu` then a product;
-/// plain stores: y is read again soon). y may alias g or u exactly. @throws shape_error if sizes differ.
-/// Complexity: O(n); reads 8n bytes, writes 4n.
+/// plain stores: y is read again soon). y may alias g or u exactly.
+/// @throws shape_error if sizes differ. Complexity: O(n); reads 8n bytes, writes 4n.
 template <class B = backend::best_cpu>
 void swiglu(std::span<const float> g, std::span<const float> u, std::span<float> y) {
   detail::check_cpu_backend<B>();
@@ -63,9 +63,8 @@ void swiglu(std::span<const float> g, std::span<const float> u, std::span<float>
 
 /// SwiGLU backward in one pass: dg = dy u silu'(g), du = dy silu(g), silu'(g) = s (1 + g (1 - s)),
 /// s = sigmoid(g); the same bits as `silu` times dy and `silu_backward` of dy u. One of dg, du may
-/// alias dy exactly (each vector of dy is read before either
-/// output is stored). @throws shape_error if sizes differ. Complexity: O(n); reads 12n bytes,
-/// writes 8n.
+/// alias dy exactly (each vector of dy is read before either output is stored).
+/// @throws shape_error if sizes differ. Complexity: O(n); reads 12n bytes, writes 8n.
 template <class B = backend::best_cpu>
 void swiglu_backward(std::span<const float> g, std::span<const float> u, std::span<const float> dy, std::span<float> dg,
                      std::span<float> du) {
