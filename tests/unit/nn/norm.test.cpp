@@ -129,7 +129,8 @@ TEST_CASE("rms_norm backward over many row chunks: equals the double formula, fo
       want_dw[static_cast<std::size_t>(j)] += double(dy(r, j)) * x(r, j) * inv;
     }
   }
-  const auto run = [&](int threads) {
+  // dx starts from `start` and is accumulated onto when given, else written.
+  const auto run = [&](int threads, const array<float>* start = nullptr) {
     (void)threads;
 #if defined(_OPENMP)
     omp_set_num_threads(threads);
@@ -138,8 +139,8 @@ TEST_CASE("rms_norm backward over many row chunks: equals the double formula, fo
     auto rn = nn::rms_norm::make(p, "rn", c);
     std::copy(w.span().begin(), w.span().end(), rn.weight.span().begin());
     std::fill(rn.grad_weight.span().begin(), rn.grad_weight.span().end(), 0.5f); // accumulates onto it
-    array<float> dx({n, c});
-    rn.backward(x.cview(), dy.cview(), dx.view());
+    array<float> dx = start != nullptr ? *start : array<float>({n, c});
+    rn.backward(x.cview(), dy.cview(), dx.view(), /*accumulate=*/start != nullptr);
     std::vector<float> out(dx.span().begin(), dx.span().end());
     out.insert(out.end(), rn.grad_weight.span().begin(), rn.grad_weight.span().end());
     return out;
@@ -148,35 +149,25 @@ TEST_CASE("rms_norm backward over many row chunks: equals the double formula, fo
   const int saved = omp_get_max_threads();
 #endif
   const auto one = run(1), two = run(2);
+  // accumulate: dx += the same values (each rounded to float, then added), on 1 and 2 threads.
+  array<float> start({n, c});
+  for (index_t i = 0; i < start.size(); ++i) start.data()[i] = static_cast<float>(i % 13) * 0.25f - 1.0f;
+  const auto acc1 = run(1, &start), acc2 = run(2, &start);
 #if defined(_OPENMP)
   omp_set_num_threads(saved);
 #endif
   CHECK(one == two);
+  for (const auto* acc : {&acc1, &acc2}) {
+    bool same = true;
+    for (index_t i = 0; i < start.size(); ++i)
+      same = same && (*acc)[static_cast<std::size_t>(i)] == start.data()[i] + one[static_cast<std::size_t>(i)];
+    CHECK(same);
+  }
   double worst = 0;
   for (std::size_t i = 0; i < want_dx.size(); ++i) worst = std::max(worst, std::abs(one[i] - want_dx[i]) / (1 + std::abs(want_dx[i])));
   for (std::size_t j = 0; j < want_dw.size(); ++j)
     worst = std::max(worst, std::abs(one[want_dx.size() + j] - want_dw[j]) / (1 + std::abs(want_dw[j])));
   CHECK(worst < 1e-6);
-  // accumulate: dx += the same values (each rounded to float, then added), on 1 and 2 threads.
-  for (int threads : {1, 2}) {
-    CAPTURE(threads);
-#if defined(_OPENMP)
-    omp_set_num_threads(threads);
-#endif
-    nn::parameters p;
-    auto rn = nn::rms_norm::make(p, "rn", c);
-    std::copy(w.span().begin(), w.span().end(), rn.weight.span().begin());
-    array<float> acc({n, c});
-    for (index_t i = 0; i < acc.size(); ++i) acc.data()[i] = static_cast<float>(i % 13) * 0.25f - 1.0f;
-    array<float> start = acc;
-    rn.backward(x.cview(), dy.cview(), acc.view(), /*accumulate=*/true);
-    bool same = true;
-    for (index_t i = 0; i < acc.size(); ++i) same = same && acc.data()[i] == start.data()[i] + one[static_cast<std::size_t>(i)];
-    CHECK(same);
-  }
-#if defined(_OPENMP)
-  omp_set_num_threads(saved);
-#endif
 }
 
 TEST_CASE("embedding matches PyTorch; repeated ids accumulate") {
