@@ -11,8 +11,9 @@
 # Exits non-zero if the build fails or a fuzzer finds a crash (its reproducer is left in
 # build/fuzz/artifacts/). The last lines of each run (executions, coverage, features) are printed.
 # Usage: tests/fuzz/run_smoke.sh [SECONDS] [TARGET ...]
-#   env: JOBS=2 build parallelism, CXX=clang++, MAX_LEN=4096 (-max_len), FUZZ_BUILD=build/fuzz (build
-#   folder), FUZZ_OUT=$FUZZ_BUILD (logs, working corpora, artifacts)
+#   env: JOBS=2 build parallelism, PAR=$JOBS fuzz runs side by side, CXX=clang++, MAX_LEN=4096
+#   (-max_len), FUZZ_BUILD=build/fuzz (build folder), FUZZ_OUT=$FUZZ_BUILD (logs, working corpora,
+#   artifacts)
 #   The long runs recorded in tests/fuzz/README.md: MAX_LEN=65536 tests/fuzz/run_smoke.sh 3600 TARGET
 set -euo pipefail
 seconds="${1:-60}"
@@ -20,6 +21,12 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_index fuzz_image fuzz_voxel fuzz_hf_config fuzz_tokenizer)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+for t in "${targets[@]}"; do
+  case "$t" in
+    fuzz_safetensors | fuzz_index | fuzz_image | fuzz_voxel | fuzz_hf_config | fuzz_tokenizer) ;;
+    *) echo "unknown fuzz target $t"; exit 2 ;;
+  esac
+done
 build="${FUZZ_BUILD:-$root/build/fuzz}"
 out="${FUZZ_OUT:-$build}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="${CXX:-clang++}" \
@@ -27,8 +34,10 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_
   -DMEMBOUND_INSTALL=OFF >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j "${JOBS:-2}"
 mkdir -p "$out/artifacts"
-status=0
-for t in "${targets[@]}"; do
+# run_one TARGET: one fuzz run; its progress lines go to $out/TARGET.log, its exit code to
+# $out/TARGET.rc. PAR runs go side by side (default: JOBS), each on its own working corpus.
+run_one() {
+  local t=$1 seeds dict
   case "$t" in
     fuzz_safetensors) seeds=corpus; dict=safetensors.dict ;;
     fuzz_index) seeds=corpus_index; dict=index.dict ;;
@@ -36,23 +45,34 @@ for t in "${targets[@]}"; do
     fuzz_voxel) seeds=corpus_voxel; dict=voxel.dict ;;
     fuzz_hf_config) seeds=corpus_hf_config; dict=hf_config.dict ;;
     fuzz_tokenizer) seeds=corpus_tokenizer; dict=tokenizer.dict ;;
-    *) echo "unknown fuzz target $t"; exit 2 ;;
   esac
-  work="$out/work_$t"
+  local work="$out/work_$t" rc=0
   rm -rf "$work" && mkdir -p "$work"
   cp "$root/tests/fuzz/$seeds"/* "$work"/
-  echo "$t: running for ${seconds}s on a copy of tests/fuzz/$seeds (-max_len=${MAX_LEN:-4096})"
-  # The fuzzer's progress lines go to $out/$t.log; its summary lines are printed either way.
-  log="$out/$t.log"
-  rc=0
   "$build/tests/fuzz/$t" -max_len="${MAX_LEN:-4096}" -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$out/artifacts/$t-" -dict="$root/tests/fuzz/$dict" "$work" >"$log" 2>&1 || rc=$?
-  grep -E '^(INFO: (Loaded|seed)|stat::)|ERROR|SUMMARY|Done [0-9]+ runs' "$log" || true
-  grep -E '^#[0-9]+' "$log" | tail -n 1 || true
-  if [ "$rc" -ne 0 ]; then
-    tail -n 60 "$log"
-    echo "$t failed (exit $rc); reproducer in $out/artifacts/"
-    status=$rc
-  fi
+    -artifact_prefix="$out/artifacts/$t-" -dict="$root/tests/fuzz/$dict" "$work" >"$out/$t.log" 2>&1 || rc=$?
+  echo "$rc" >"$out/$t.rc"
+}
+par=${PAR:-${JOBS:-2}}
+status=0
+for ((i = 0; i < ${#targets[@]}; i += par)); do
+  batch=("${targets[@]:i:par}")
+  for t in "${batch[@]}"; do
+    echo "$t: running for ${seconds}s on a copy of its seed corpus (-max_len=${MAX_LEN:-4096})"
+    run_one "$t" &
+  done
+  wait
+  for t in "${batch[@]}"; do
+    log="$out/$t.log"
+    rc=$(cat "$out/$t.rc" 2>/dev/null || echo 1)
+    echo "--- $t"
+    grep -E '^(INFO: (Loaded|seed)|stat::)|ERROR|SUMMARY|Done [0-9]+ runs' "$log" || true
+    grep -E '^#[0-9]+' "$log" | tail -n 1 || true
+    if [ "$rc" -ne 0 ]; then
+      tail -n 60 "$log"
+      echo "$t failed (exit $rc); reproducer in $out/artifacts/"
+      status=$rc
+    fi
+  done
 done
 exit "$status"
