@@ -21,14 +21,16 @@
 /// per-thread (block, T) tile, so memory is O(threads (block + D) T), never (T,T). SIMD backends
 /// (the default) run the register-tiled panels of backend/cpu/attention_panels.hpp: K^T, V^T
 /// and K, V are packed once per (sequence, KV head) and shared by the group's query heads; the
-/// scores leave registers already scaled and biased, and in the backward as P = exp(s - lse),
-/// masked, and dS = P (dP - D) (one pass over both products on AVX-512). Only keys at or below a
-/// row tile's last row are computed. The scalar backend runs the same tiles through the GEMM entry.
+/// scores leave registers already scaled and biased, in base 2 (log2 e folded into the scale and
+/// the bias: the softmax and P take the branch-free `exp2_clamped` of backend/cpu/simd.hpp, whose
+/// terms below 2^-126.5 are 0), and in the backward as P = exp(s - lse), masked, and
+/// dS = P (dP - D) (one pass over both products on AVX-512). Only keys at or below a row tile's
+/// last row are computed. The scalar backend runs the same tiles through the GEMM entry.
 /// Cost: forward 2 H T^2 D flops per sequence (causal half of 4 H T^2 D), backward twice that plus
 /// the recomputation. Threads: OpenMP over the B G (sequence, KV head) pairs; each pair is computed
 /// in a fixed order by one thread (the GEMM entry runs single-threaded inside the parallel region),
 /// so results do not depend on the thread count. SIMD and scalar backends differ in rounding (the
-/// fast exp, FMA and summation order: about 1e-6 relative).
+/// fast exp2, FMA and summation order: about 1e-6 relative).
 
 #include <algorithm>
 #include <cmath>
@@ -145,6 +147,7 @@ private:
   // products read only the keys at or below each tile's last row.
 
   static constexpr index_t round_up(index_t x, index_t m) noexcept { return (x + m - 1) / m * m; }
+  static constexpr float log2e = 1.44269504088896341f, ln2 = 0.693147180559945309f;
 
   /// Lane offsets 0, 1, ... as floats (for the retention bias and the causal mask).
   template <class A>
@@ -211,8 +214,12 @@ private:
       float* inv = ws + lay.rowv;
       cpu::panel::pack_panels<A>(k.data() + b * k.stride(0) + g * k.stride(2), k.stride(1), s.t, s.d, tp, kt);
       pack_rows(v.data() + b * v.stride(0) + g * v.stride(2), v.stride(1), s.t, s.d, tp, dp, vp);
+      // The scores go to the tile in base 2 (times log2 e, folded into the scale and the packed
+      // log beta), so that the softmax takes one branch-free exp2 per score.
       const bool bias = pack_log_beta(log_beta, b, g, tp, lbp);
-      const V vscale(s.scale), iota = lane_offsets<A>();
+      if (bias)
+        for (index_t i = 0; i < tp; ++i) lbp[i] *= log2e;
+      const V vscale2(s.scale * log2e), iota = lane_offsets<A>();
       for (index_t h = g * s.group; h < (g + 1) * s.group; ++h) {
         const float* qh = q.data() + b * q.stride(0) + h * q.stride(2);
         float* oh = o.data() + b * o.stride(0) + h * o.stride(2);
@@ -222,11 +229,11 @@ private:
           cpu::panel::nt<A>(
               rows, s.d, qh + t0 * q.stride(1), q.stride(1), kt, [&](index_t, index_t r1) { return round_up(t0 + r1, C); },
               [&](index_t r, index_t j, V acc) MEMBOUND_INLINE_LAMBDA {
-                V x = acc * vscale;
-                if (bias) x = cpu::detail::fma<A>(V(static_cast<float>(t0 + r - j)) - iota, V::load_unaligned(lbp + j), x);
-                x.store_unaligned(sc + r * ld + j);
+                V y = acc * vscale2;
+                if (bias) y = cpu::detail::fma<A>(V(static_cast<float>(t0 + r - j)) - iota, V::load_unaligned(lbp + j), y);
+                y.store_unaligned(sc + r * ld + j);
               });
-          softmax_rows(sc, ld, t0, t1, lh, lse.stride(2), inv);
+          softmax_rows_base2<A>(sc, ld, t0, t1, lh, lse.stride(2), inv);
           cpu::panel::bc<A>(rows, dp, sc, ld, 1, vp, dp, ob, dp, 1.0f, inv, false,
                             [&](index_t, index_t i1) { return std::pair<index_t, index_t>(0, t0 + i1); });
           for (index_t r = 0; r < rows; ++r) std::copy_n(ob + r * dp, s.d, oh + (t0 + r) * o.stride(1));
@@ -256,11 +263,13 @@ private:
       std::fill(dka, dka + s.t * dp, 0.0f);
       std::fill(dva, dva + s.t * dp, 0.0f);
       const bool bias = pack_log_beta(log_beta, b, g, tp, lbp);
+      if (bias)
+        for (index_t i = 0; i < tp; ++i) lbp[i] *= log2e;
       float* dlb = d_log_beta.data() != nullptr ? d_log_beta.data() + b * d_log_beta.stride(0) + g * d_log_beta.stride(1) : nullptr;
       const index_t dlbs = dlb != nullptr ? d_log_beta.stride(2) : 0;
       if (dlb != nullptr)
         for (index_t t = 0; t < s.t; ++t) dlb[t * dlbs] = 0.0f;
-      const V vscale(s.scale), iota = lane_offsets<A>(), zero(0.0f);
+      const V vscale2(s.scale * log2e), iota = lane_offsets<A>(), zero(0.0f);
       for (index_t h = g * s.group; h < (g + 1) * s.group; ++h) {
         const float* qh = q.data() + b * q.stride(0) + h * q.stride(2);
         const float* oh = o.data() + b * o.stride(0) + h * o.stride(2);
@@ -276,7 +285,7 @@ private:
             float dd = 0.0f;
             for (index_t c = 0; c < s.d; ++c) dd += xdo[r * dp + c] * orow[c];
             delta[r] = dd;
-            lrow[r] = lh[(t0 + r) * lse.stride(2)];
+            lrow[r] = -log2e * lh[(t0 + r) * lse.stride(2)];
           }
           // Keys of a row tile: up to its last row, rounded to the tile's key step; the rest of
           // [0, t1) is zero.
@@ -292,12 +301,14 @@ private:
           // P = exp(scale q k^T + bias - lse), zero above the diagonal, and dS = P (dO v^T - D),
           // both from registers: one pass over both products where 32 registers hold the two
           // tiles (AVX-512), else two passes (dS reading P back).
+          // In base 2: y = (scale s + bias - lse) log2 e, with log2 e folded into the scale, the
+          // packed log beta and lrow, so that the exponential is one branch-free exp2_clamped.
           const auto prob = [&](index_t r, index_t j, V sa) MEMBOUND_INLINE_LAMBDA {
             const index_t t = t0 + r;
             if (j > t) return zero;
-            V x = sa * vscale;
-            if (bias) x = cpu::detail::fma<A>(V(static_cast<float>(t - j)) - iota, V::load_unaligned(lbp + j), x);
-            const V e = cpu::detail::exp<A>(x - V(lrow[r]));
+            V y = cpu::detail::fma<A>(sa, vscale2, V(lrow[r]));
+            if (bias) y = cpu::detail::fma<A>(V(static_cast<float>(t - j)) - iota, V::load_unaligned(lbp + j), y);
+            const V e = cpu::detail::exp2_clamped<A>(y);
             return j + L - 1 > t ? xsimd::select(iota > V(static_cast<float>(t - j)), zero, e) : e;
           };
           if constexpr (P::wide) {
@@ -435,6 +446,21 @@ private:
       const float m = cpu::max(std::span<const float>(row, len));
       const float sum = cpu::exp_shifted(std::span<const float>(row, len), m, std::span<float>(row, len));
       lse_row[(t0 + r) * lse_stride] = m + std::log(sum);
+      inv[r] = 1.0f / sum;
+      std::fill(row + len, row + t1, 0.0f);
+    }
+  }
+
+  /// softmax_rows for a tile of base-2 scores y = x log2 e (the panel forward): each row's
+  /// exp(x - max) = 2^(y - max y) by exp2_clamped, lse = max y ln 2 + log(sum).
+  template <class A>
+  static void softmax_rows_base2(float* tile, index_t ld, index_t t0, index_t t1, float* lse_row, index_t lse_stride, float* inv) {
+    for (index_t r = 0; r < t1 - t0; ++r) {
+      float* row = tile + r * ld;
+      const std::size_t len = static_cast<std::size_t>(t0 + r + 1);
+      const float m = cpu::detail::max<A>(row, len);
+      const float sum = cpu::detail::exp2_shifted<A>(row, len, m);
+      lse_row[(t0 + r) * lse_stride] = m * ln2 + std::log(sum);
       inv[r] = 1.0f / sum;
       std::fill(row + len, row + t1, 0.0f);
     }

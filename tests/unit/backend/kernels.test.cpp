@@ -9,6 +9,7 @@
 //   of the exact value, so they differ by at most 2 n u sum|terms|.
 // - exp: the fast exp is <= 1 ulp (2 on sse4) from the correctly rounded value and std::exp is
 //   <= 1 ulp from it, so twin vs SIMD differ by <= 3 ulp (normal results), and a few subnormal ulps.
+//   exp2_clamped (SIMD only) is checked against exp2 in double: <= 2 ulp.
 // - softmax: y = e_i / S with each e_i within 3 ulp and S (positive terms) within 2 n u relative:
 //   |d| <= (8 + 2n) u |y|.
 #include <doctest/doctest.h>
@@ -194,6 +195,52 @@ TEST_CASE_TEMPLATE_DEFINE("exp agrees with std::exp within its ulp bound", B, ex
   }
 }
 TEST_CASE_TEMPLATE_APPLY(exp_id, tested_tags);
+
+// exp2_clamped (the attention epilogues' branch-free 2^y): a sweep of every 61st float in
+// [-126, 127] against exp2 in double rounded to float, and the clamped ends.
+TEST_CASE_TEMPLATE_DEFINE("exp2_clamped is within 2 ulp of exp2 and clamps its ends", B, exp2_id) {
+  if constexpr (!std::is_same_v<B, backend::scalar>) {
+    using A = typename B::arch;
+    using V = cpu::detail::fbatch<A>;
+    constexpr std::size_t L = cpu::detail::lanes<A>;
+    const auto run = [](const std::vector<float>& y) {
+      std::vector<float> out(y.size() + L);
+      std::vector<float> in(y);
+      in.resize(y.size() + L, 0.f);
+      for (std::size_t i = 0; i < y.size(); i += L) cpu::detail::exp2_clamped<A>(V::load_unaligned(in.data() + i)).store_unaligned(out.data() + i);
+      out.resize(y.size());
+      return out;
+    };
+    std::vector<float> y;
+    for (std::uint32_t bits = 0; bits < 0x80000000u; bits += 61) {
+      const float v = std::bit_cast<float>(bits);
+      if (v <= 127.f) y.push_back(v);
+      if (-v >= -126.f) y.push_back(-v);
+    }
+    const std::vector<float> got = run(y);
+    std::int64_t worst = 0;
+    float worst_y = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const auto d = ulp_distance(got[i], static_cast<float>(std::exp2(static_cast<double>(y[i]))));
+      if (d > worst) { worst = d; worst_y = y[i]; }
+    }
+    MESSAGE("max error of ", B::name, " exp2_clamped: ", worst, " ulp at y = ", worst_y);
+    CHECK(worst <= 2);
+    const std::vector<float> ends = run({0.f, -0.f, 1.f, -1.f, 127.f, 128.f, 1e30f, inf, -127.6f, -130.f, -1e30f, -inf, qnan});
+    CHECK(ends[0] == 1.f);
+    CHECK(ends[1] == 1.f);
+    CHECK(ends[2] == 2.f);
+    CHECK(ends[3] == 0.5f);
+    for (std::size_t i = 4; i < 8; ++i) CHECK(ends[i] == std::ldexp(1.f, 127)); // clamped to 2^127, not inf
+    for (std::size_t i = 8; i < 12; ++i) {
+      CAPTURE(i);
+      CHECK(ends[i] >= 0.f);
+      CHECK(ends[i] < std::ldexp(1.f, -126)); // 0, or on AVX-512 the subnormal 2^-127 p
+    }
+    CHECK(std::isnan(ends[12]));
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(exp2_id, tested_tags);
 
 // ---- softmax, online softmax, logsumexp ---------------------------------------------------------
 

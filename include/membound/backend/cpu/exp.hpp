@@ -81,6 +81,38 @@ void softmax_finish(const softmax_state& s, const float* x, float* y, std::size_
   transform<A>(x, y, n, stream, [vm, inv](const B& v) MEMBOUND_INLINE_LAMBDA { return detail::exp<A>(v - vm) * inv; });
 }
 
+/// x[i] = 2^(x[i] - shift) in place by `exp2_clamped` (simd.hpp), returning their sum: the
+/// base-2 form of `exp_shifted` for softmax rows whose scores already carry log2 e (the attention
+/// forward's panels). Two vector accumulators, then a horizontal sum. O(n).
+template <class A>
+float exp2_shifted(float* x, std::size_t n, float shift) noexcept {
+  using B = fbatch<A>;
+  constexpr std::size_t L = lanes<A>;
+  const B vs(shift);
+  B a0(0.f), a1(0.f);
+  std::size_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    const B e0 = exp2_clamped<A>(loadu<A>(x + i) - vs), e1 = exp2_clamped<A>(loadu<A>(x + i + L) - vs);
+    e0.store_unaligned(x + i);
+    e1.store_unaligned(x + i + L);
+    a0 += e0;
+    a1 += e1;
+  }
+  for (; i + L <= n; i += L) {
+    const B e = exp2_clamped<A>(loadu<A>(x + i) - vs);
+    e.store_unaligned(x + i);
+    a0 += e;
+  }
+  if (i < n) {
+    // Padding lanes load -inf: 2^(-inf) is 0 after the clamp (on AVX-512 2^-127, under 2^-122 for
+    // all lanes together, against a sum of at least 1 when shift is the maximum).
+    const B e = exp2_clamped<A>(load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity()) - vs);
+    store_partial<A>(x + i, n - i, e);
+    a1 += e;
+  }
+  return hsum<A>(a0 + a1);
+}
+
 inline bool stream_output(std::size_t elements) noexcept {
   return elements * sizeof(float) >= stream_threshold_bytes;
 }

@@ -3,7 +3,7 @@
 /// @file
 /// @brief xsimd glue shared by the CPU kernels: unaligned and partial (tail) loads and stores,
 /// non-temporal stores, gathers, horizontal reductions, bf16/f16 widening and narrowing of one batch, and
-/// a fast vector `exp`. Everything is O(1) per batch and templated on an xsimd architecture `A`.
+/// a fast vector `exp` (and `exp2_clamped`, its branch-free base-2 form for softmax epilogues). Everything is O(1) per batch and templated on an xsimd architecture `A`.
 ///
 /// Fast exp accuracy: Cody-Waite reduction x = n ln2 + r (two-constant ln2), the Cephes degree-7
 /// polynomial for exp(r) on |r| <= ln2/2 (Horner with FMA), scaling by 2^n. AVX-512 scales with
@@ -361,6 +361,58 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp(const fbatch<A>& x) noexcept {
   const B s2 = xsimd::bitwise_cast<B>((n2 + ibatch<A>(127)) << 23);
   const B y = (exp_poly<A>(r) * s1) * s2;
   return xsimd::select(xsimd::isnan(x), x + x, y);
+}
+
+/// 2^y for every lane, without a branch, for the attention epilogues that fold log2(e) into their
+/// scale (softmax terms exp(x - m) = 2^((x - m) log2 e)). y is clamped to [-127, 127] first: 2^y
+/// below about 2^-126.5 gives 0 (AVX-512: the subnormal 2^-127 p) instead of a subnormal, above
+/// 2^127 gives 2^127 p instead of inf; NaN stays NaN. n = round(y), f = y - n in [-1/2, 1/2], a
+/// degree-6 polynomial for 2^f (a relative-error minimax fit made for this function; 1.9e-9 in
+/// exact arithmetic, 1.3 ulp after float Horner with FMA), scaled by 2^n in the exponent bits
+/// (vscalefps on AVX-512). Measured against exp2 in double (tests/unit/backend/kernels.test.cpp).
+/// 13 operations on AVX2 (the branchy `exp` above takes 19 on its fast path). O(1).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> exp2_clamped(const fbatch<A>& y) noexcept {
+  using B = fbatch<A>;
+#if MEMBOUND_HAS_AVX512
+  if constexpr (is_avx512<A>) {
+    // vminps / vmaxps return their second operand when either is NaN: y's NaN survives both.
+    const __m512 yc = _mm512_max_ps(_mm512_set1_ps(-127.f), _mm512_min_ps(_mm512_set1_ps(127.f), y));
+    const __m512 n = _mm512_roundscale_ps(yc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(yc, n);
+    __m512 p = _mm512_set1_ps(1.5345810971e-04f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3399930904e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6184890717e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503286421e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718246e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(p, n);
+  }
+#endif
+  B yc;
+#if defined(__AVX__)
+  if constexpr (lanes<A> == 8)
+    yc = _mm256_max_ps(_mm256_set1_ps(-127.f), _mm256_min_ps(_mm256_set1_ps(127.f), y));
+  else
+#endif
+  if constexpr (lanes<A> == 4)
+    yc = _mm_max_ps(_mm_set1_ps(-127.f), _mm_min_ps(_mm_set1_ps(127.f), y));
+  else
+    yc = xsimd::select(xsimd::isnan(y), y, xsimd::min(xsimd::max(y, B(-127.f)), B(127.f)));
+  const B shifter(12582912.f); // 1.5 * 2^23: adding it rounds to an integer, held in the low bits
+  const B t = yc + shifter;
+  const B f = yc - (t - shifter);
+  B p(1.5345810971e-04f);
+  p = detail::fma<A>(p, f, B(1.3399930904e-03f));
+  p = detail::fma<A>(p, f, B(9.6184890717e-03f));
+  p = detail::fma<A>(p, f, B(5.5503286421e-02f));
+  p = detail::fma<A>(p, f, B(2.4022646248e-01f));
+  p = detail::fma<A>(p, f, B(6.9314718246e-01f));
+  p = detail::fma<A>(p, f, B(1.f));
+  // n in [-127, 127]: n = -127 gives the bit pattern of +0.
+  const auto e = (xsimd::bitwise_cast<ibatch<A>>(t) + ibatch<A>(127)) << 23;
+  return p * xsimd::bitwise_cast<B>(e);
 }
 
 // ---- 16-bit widening and narrowing (one batch of lanes<A> elements) --------------------------
