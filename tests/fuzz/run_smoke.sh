@@ -59,6 +59,7 @@ for ((i = 0; i < ${#targets[@]}; i += par)); do
   batch=("${targets[@]:i:par}")
   for t in "${batch[@]}"; do
     echo "$t: running for ${seconds}s on a copy of its seed corpus (-max_len=${MAX_LEN:-4096})"
+    rm -f "$out/$t.rc" # a run that dies before writing its code counts as failed (below)
     run_one "$t" &
   done
   wait
