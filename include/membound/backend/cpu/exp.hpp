@@ -81,36 +81,43 @@ void softmax_finish(const softmax_state& s, const float* x, float* y, std::size_
   transform<A>(x, y, n, stream, [vm, inv](const B& v) MEMBOUND_INLINE_LAMBDA { return detail::exp<A>(v - vm) * inv; });
 }
 
-/// x[i] = 2^(x[i] - shift) in place by `exp2_clamped` (simd.hpp), returning their sum: the
-/// base-2 form of `exp_shifted` for softmax rows whose scores already carry log2 e (the attention
-/// forward's panels). Two vector accumulators, then a horizontal sum. O(n).
-template <class A>
-float exp2_shifted(float* x, std::size_t n, float shift) noexcept {
+/// y[i] = f(x[i] - shift) and their sum, for an exponential f: two vector accumulators, then a
+/// horizontal sum; y may alias x exactly. Padding lanes of the tail load -inf, which f maps to 0
+/// (`exp2_clamped` on AVX-512: 2^-127, under 2^-122 for all lanes, against a sum of at least 1 when
+/// shift is the maximum). O(n).
+template <class A, class F>
+MEMBOUND_ALWAYS_INLINE float exp_sum_shifted(const float* x, float shift, float* y, std::size_t n, F f) noexcept {
   using B = fbatch<A>;
   constexpr std::size_t L = lanes<A>;
   const B vs(shift);
   B a0(0.f), a1(0.f);
   std::size_t i = 0;
   for (; i + 2 * L <= n; i += 2 * L) {
-    const B e0 = exp2_clamped<A>(loadu<A>(x + i) - vs), e1 = exp2_clamped<A>(loadu<A>(x + i + L) - vs);
-    e0.store_unaligned(x + i);
-    e1.store_unaligned(x + i + L);
+    const B e0 = f(loadu<A>(x + i) - vs), e1 = f(loadu<A>(x + i + L) - vs);
+    e0.store_unaligned(y + i);
+    e1.store_unaligned(y + i + L);
     a0 += e0;
     a1 += e1;
   }
   for (; i + L <= n; i += L) {
-    const B e = exp2_clamped<A>(loadu<A>(x + i) - vs);
-    e.store_unaligned(x + i);
+    const B e = f(loadu<A>(x + i) - vs);
+    e.store_unaligned(y + i);
     a0 += e;
   }
   if (i < n) {
-    // Padding lanes load -inf: 2^(-inf) is 0 after the clamp (on AVX-512 2^-127, under 2^-122 for
-    // all lanes together, against a sum of at least 1 when shift is the maximum).
-    const B e = exp2_clamped<A>(load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity()) - vs);
-    store_partial<A>(x + i, n - i, e);
+    const B e = f(load_partial<A>(x + i, n - i, -std::numeric_limits<float>::infinity()) - vs);
+    store_partial<A>(y + i, n - i, e);
     a1 += e;
   }
   return hsum<A>(a0 + a1);
+}
+
+/// x[i] = 2^(x[i] - shift) in place by `exp2_clamped` (simd.hpp), returning their sum: the
+/// base-2 form of `exp_shifted` for softmax rows whose scores already carry log2 e (the attention
+/// forward's panels). O(n).
+template <class A>
+float exp2_shifted(float* x, std::size_t n, float shift) noexcept {
+  return exp_sum_shifted<A>(x, shift, x, n, [](const fbatch<A>& v) MEMBOUND_INLINE_LAMBDA { return exp2_clamped<A>(v); });
 }
 
 inline bool stream_output(std::size_t elements) noexcept {
@@ -145,31 +152,8 @@ float exp_shifted(std::span<const float> x, float shift, std::span<float> y) {
   } else {
     ::membound::detail::expect_same_size(x.size(), y.size(), "exp_shifted", "x", "y");
     using A = typename B::arch;
-    using V = detail::fbatch<A>;
-    constexpr std::size_t L = detail::lanes<A>;
-    const std::size_t n = x.size();
-    const V vs(shift);
-    V a0(0.f), a1(0.f);
-    std::size_t i = 0;
-    for (; i + 2 * L <= n; i += 2 * L) {
-      const V e0 = detail::exp<A>(detail::loadu<A>(x.data() + i) - vs);
-      const V e1 = detail::exp<A>(detail::loadu<A>(x.data() + i + L) - vs);
-      e0.store_unaligned(y.data() + i);
-      e1.store_unaligned(y.data() + i + L);
-      a0 += e0;
-      a1 += e1;
-    }
-    for (; i + L <= n; i += L) {
-      const V e = detail::exp<A>(detail::loadu<A>(x.data() + i) - vs);
-      e.store_unaligned(y.data() + i);
-      a0 += e;
-    }
-    if (i < n) {
-      const V e = detail::exp<A>(detail::load_partial<A>(x.data() + i, n - i, -std::numeric_limits<float>::infinity()) - vs);
-      detail::store_partial<A>(y.data() + i, n - i, e);
-      a1 += e;
-    }
-    return detail::hsum<A>(a0 + a1);
+    return detail::exp_sum_shifted<A>(x.data(), shift, y.data(), x.size(),
+                                      [](const detail::fbatch<A>& v) MEMBOUND_INLINE_LAMBDA { return detail::exp<A>(v); });
   }
 }
 

@@ -363,6 +363,20 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp(const fbatch<A>& x) noexcept {
   return xsimd::select(xsimd::isnan(x), x + x, y);
 }
 
+/// 2^f on |f| <= 1/2: the degree-6 relative-error minimax polynomial of `exp2_clamped` (Horner
+/// with FMA).
+template <class A>
+MEMBOUND_ALWAYS_INLINE fbatch<A> exp2_poly(const fbatch<A>& f) noexcept {
+  using B = fbatch<A>;
+  B p(1.5345810971e-04f);
+  p = detail::fma<A>(p, f, B(1.3399930904e-03f));
+  p = detail::fma<A>(p, f, B(9.6184890717e-03f));
+  p = detail::fma<A>(p, f, B(5.5503286421e-02f));
+  p = detail::fma<A>(p, f, B(2.4022646248e-01f));
+  p = detail::fma<A>(p, f, B(6.9314718246e-01f));
+  return detail::fma<A>(p, f, B(1.f));
+}
+
 /// 2^y for every lane, without a branch, for the attention epilogues that fold log2(e) into their
 /// scale (softmax terms exp(x - m) = 2^((x - m) log2 e)). y is clamped to [-127, 127] first: 2^y
 /// below about 2^-126.5 gives 0 (AVX-512: the subnormal 2^-127 p) instead of a subnormal, above
@@ -379,15 +393,7 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp2_clamped(const fbatch<A>& y) noexcept {
     // vminps / vmaxps return their second operand when either is NaN: y's NaN survives both.
     const __m512 yc = _mm512_max_ps(_mm512_set1_ps(-127.f), _mm512_min_ps(_mm512_set1_ps(127.f), y));
     const __m512 n = _mm512_roundscale_ps(yc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(yc, n);
-    __m512 p = _mm512_set1_ps(1.5345810971e-04f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3399930904e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6184890717e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503286421e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718246e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_scalef_ps(exp2_poly<A>(_mm512_sub_ps(yc, n)), n);
   }
 #endif
   B yc;
@@ -402,17 +408,9 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp2_clamped(const fbatch<A>& y) noexcept {
     yc = xsimd::select(xsimd::isnan(y), y, xsimd::min(xsimd::max(y, B(-127.f)), B(127.f)));
   const B shifter(12582912.f); // 1.5 * 2^23: adding it rounds to an integer, held in the low bits
   const B t = yc + shifter;
-  const B f = yc - (t - shifter);
-  B p(1.5345810971e-04f);
-  p = detail::fma<A>(p, f, B(1.3399930904e-03f));
-  p = detail::fma<A>(p, f, B(9.6184890717e-03f));
-  p = detail::fma<A>(p, f, B(5.5503286421e-02f));
-  p = detail::fma<A>(p, f, B(2.4022646248e-01f));
-  p = detail::fma<A>(p, f, B(6.9314718246e-01f));
-  p = detail::fma<A>(p, f, B(1.f));
   // n in [-127, 127]: n = -127 gives the bit pattern of +0.
   const auto e = (xsimd::bitwise_cast<ibatch<A>>(t) + ibatch<A>(127)) << 23;
-  return p * xsimd::bitwise_cast<B>(e);
+  return exp2_poly<A>(yc - (t - shifter)) * xsimd::bitwise_cast<B>(e);
 }
 
 // ---- 16-bit widening and narrowing (one batch of lanes<A> elements) --------------------------
