@@ -46,14 +46,17 @@ TEST_CASE("backend: tile_attention equals its scalar twin on odd sizes") {
 }
 
 TEST_CASE("backend: depthwise_conv2d_strided equals the scalar twin at any channel stride") {
+  // Channel counts of 8 or more run the channel-interleaved kernels on AVX2 (8 at a time, any
+  // kernel size, padding and stride) and AVX-512 (16 at a time, stride 1); the rest plane by plane.
   std::mt19937 gen(13);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (index_t channels : {1, 16, 21, 35})
-    for (index_t side : {4, 7, 9, 14})
-      for (index_t k : {3, 5, 7})
+  for (index_t channels : {1, 8, 16, 21, 35})
+    for (index_t side : {1, 4, 7, 9, 14})
+      for (index_t k : {1, 2, 3, 4, 5, 7})
+        for (index_t pad = 0; pad < k; pad += std::max<index_t>(1, k / 2)) // 0, about k/2, k-1
         for (index_t stride : {1, 2}) {
-          if (side + 2 * (k / 2) < k) continue;
-          const cpu::conv_geometry g{side, side + 1, k, stride, k / 2};
+          if (side + 2 * pad < k) continue;
+          const cpu::conv_geometry g{side, side + 1, k, stride, pad};
           const index_t pin = g.h * g.w, pout = g.out_h() * g.out_w(), xs = 3 * pin + 5, ys = 2 * pout + 3;
           std::vector<float> x(channels * xs), w(channels * k * k), b(channels), y1(channels * ys, -7.0f),
               y2(channels * ys, -7.0f);
@@ -67,6 +70,7 @@ TEST_CASE("backend: depthwise_conv2d_strided equals the scalar twin at any chann
           CAPTURE(channels);
           CAPTURE(side);
           CAPTURE(k);
+          CAPTURE(pad);
           CAPTURE(stride);
           double worst = 0.0;
           for (std::size_t i = 0; i < y1.size(); ++i) worst = std::max(worst, double(std::fabs(y1[i] - y2[i])));

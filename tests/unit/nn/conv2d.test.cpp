@@ -177,7 +177,8 @@ TEST_CASE("conv2d kernels: SIMD equals the scalar twin bit for bit (same summati
     // Zero padding contributes w * 0 on every path: signed zeros (bias -0, negative weights, zero
     // input) and NaNs (an infinite weight against the padding) come out as in the scalar twin.
     // 7x7 covers the second filter-row band of AVX2 (a NaN in its rows, padding rows in both).
-    for (const auto& sk : {std::pair<index_t, index_t>{7, 5}, {28, 5}, {28, 7}, {9, 7}}) {
+    // 4x4 and 5x5 take AVX2's 8-channel interleaved kernel.
+    for (const auto& sk : {std::pair<index_t, index_t>{7, 5}, {28, 5}, {28, 7}, {9, 7}, {4, 3}, {5, 5}}) {
       const index_t side = sk.first, k = sk.second;
       CAPTURE(side);
       CAPTURE(k);

@@ -106,15 +106,16 @@ inline void fill_padded(const float* MEMBOUND_RESTRICT x, const conv_geometry& g
 }
 
 /// Splits an output row of wx >= lanes columns into groups of contiguous vector blocks: calls
-/// f(x0, nb) with nb in 1..4 for blocks at x0, x0 + L, ..., x0 + (nb-1) L. The last block ends at
-/// wx exactly; when L does not divide wx it overlaps its neighbour (the overlap is recomputed with
-/// the same values). Contiguous blocks keep the addresses of one group a constant apart.
-template <class F>
+/// f(x0, nb) with nb in 1..G (G <= 4) for blocks at x0, x0 + L, ..., x0 + (nb-1) L. The last block
+/// ends at wx exactly; when L does not divide wx it overlaps its neighbour (the overlap is
+/// recomputed with the same values). Contiguous blocks keep the addresses of one group a constant
+/// apart.
+template <index_t G = 4, class F>
 MEMBOUND_ALWAYS_INLINE void for_row_groups(index_t wx, index_t lanes, F&& f) {
   const index_t nb = (wx + lanes - 1) / lanes; // blocks in the row
   index_t x0 = 0, left = nb;
   while (left > 0) {
-    if (left <= 4 && x0 + left * lanes > wx) { // the tail group would pass wx
+    if (left <= G && x0 + left * lanes > wx) { // the tail group would pass wx
       if (left == 1) {
         f(wx - lanes, 1);
         return;
@@ -123,7 +124,7 @@ MEMBOUND_ALWAYS_INLINE void for_row_groups(index_t wx, index_t lanes, F&& f) {
       f(wx - lanes, 1);
       return;
     }
-    const index_t g = std::min<index_t>(4, left);
+    const index_t g = std::min<index_t>(G, left);
     f(x0, g);
     x0 += g * lanes;
     left -= g;
@@ -286,7 +287,10 @@ MEMBOUND_ALWAYS_INLINE void dense_row(const float* row, const padded_plane& p, i
                                       index_t taps, const float* w, index_t wstride, const float* bias, float* out,
                                       index_t out_stride) noexcept {
   const index_t pf = p.floats();
-  for_row_groups(p.wx, static_cast<index_t>(lanes<A>), [&](index_t x0, index_t nb) MEMBOUND_INLINE_LAMBDA {
+  // CB x 4 accumulators, 4 inputs and a weight fill AVX-512's 32 registers; with 16 (AVX2, SSE)
+  // groups of 3 blocks keep CB = 4 from spilling (3 -> 16 channels at stride 2, machine D:
+  // 44 -> 60 GFLOP/s).
+  for_row_groups<is_avx512<A> ? 4 : 3>(p.wx, static_cast<index_t>(lanes<A>), [&](index_t x0, index_t nb) MEMBOUND_INLINE_LAMBDA {
     switch (nb) {
     case 4: dense_blocks<A, CB, 4>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
     case 3: dense_blocks<A, CB, 3>(row, pf, cin, off, taps, w, wstride, bias, x0, out, out_stride); break;
@@ -565,6 +569,161 @@ constexpr index_t dense16_positions(index_t nv) noexcept { return nv == 1 ? 16 :
 
 #if MEMBOUND_HAS_AVX2
 namespace detail {
+
+/// In-register transpose of an 8 x 8 float block (r[i] = row i on entry, column i on exit).
+MEMBOUND_ALWAYS_INLINE void transpose8(__m256 (&r)[8]) noexcept {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+/// Lanes [0, n) set, for _mm256_maskload_ps / _mm256_maskstore_ps.
+MEMBOUND_ALWAYS_INLINE __m256i lane_mask8(index_t n) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Whether the 8-channel interleaved kernel serves g: small output rows (where a plane-by-plane
+/// kernel leaves most lanes idle) that the rolling-row kernel does not take.
+inline bool interleaved8_fits(const conv_geometry& g) noexcept { return g.out_w() <= 16 && g.out_h() <= 64; }
+
+/// Floats of scratch `depthwise8` needs: the interleaved padded input, the filters, the output.
+inline index_t interleaved8_scratch_floats(const conv_geometry& g) noexcept {
+  const index_t ho = g.out_h(), wo = g.out_w();
+  return ((ho - 1) * g.stride + g.k) * ((wo - 1) * g.stride + g.k) * 8 + g.k * g.k * 8 + ho * wo * 8;
+}
+
+/// NP output positions of one row of 8 interleaved channels from ox0: bias, then the taps in
+/// (ky, kx) order by FMA (the scalar twin's order), inputs read from L1 by each FMA.
+template <int K, int S, int NP>
+MEMBOUND_ALWAYS_INLINE void depthwise8_positions(const float* in, index_t cols, const float* w8, __m256 bias, index_t ox0,
+                                                 float* out) noexcept {
+  __m256 acc[NP];
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) acc[j] = bias;
+#pragma GCC unroll 7
+  for (int ky = 0; ky < K; ++ky) {
+    const float* row = in + (ky * cols + ox0 * S) * 8;
+#pragma GCC unroll 7
+    for (int kx = 0; kx < K; ++kx) {
+      const __m256 wv = _mm256_loadu_ps(w8 + (ky * K + kx) * 8);
+#pragma GCC unroll 16
+      for (int j = 0; j < NP; ++j) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row + (j * S + kx) * 8), acc[j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) _mm256_storeu_ps(out + (ox0 + j) * 8, acc[j]);
+}
+
+/// Depthwise convolution of 8 consecutive planes (plane strides plane_in / plane_out floats) at
+/// stride S through a channel-interleaved copy: every lane is busy on the small maps of vision
+/// networks (7x7, 4x4, stride 2), where a plane row fills half a vector or less. `w` (8,K,K), bias
+/// 8 values or null. Same sums in the same order as the scalar twin (bit for bit, the zero padding
+/// included). scratch: interleaved8_scratch_floats(g).
+template <int K, int S>
+void depthwise8(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
+                const conv_geometry& g, float* scratch) noexcept {
+  const index_t ho = g.out_h(), wo = g.out_w(), rows = (ho - 1) * S + K, cols = (wo - 1) * S + K;
+  float* in = scratch;                  // (rows, cols, 8)
+  float* w8 = in + rows * cols * 8;     // (K K, 8)
+  float* outb = w8 + K * K * 8;         // (ho wo, 8)
+  for (int t = 0; t < K * K; ++t)
+    for (int c = 0; c < 8; ++c) w8[t * 8 + c] = w[c * K * K + t];
+  alignas(32) float b8[8];
+  for (int c = 0; c < 8; ++c) b8[c] = bias != nullptr ? bias[c] : 0.0f;
+  const __m256 bv = _mm256_load_ps(b8), zero = _mm256_setzero_ps();
+  // Interleave the input rows the outputs reach (zero outside the plane), 8 columns x 8 planes
+  // per transpose.
+  const index_t wcopy = std::min(g.w, cols - g.pad);
+  for (index_t r = 0; r < rows; ++r) {
+    float* dst = in + r * cols * 8;
+    const index_t iy = r - g.pad;
+    if (iy < 0 || iy >= g.h) {
+      for (index_t c = 0; c < cols; ++c) _mm256_storeu_ps(dst + c * 8, zero);
+      continue;
+    }
+    for (index_t c = 0; c < g.pad; ++c) _mm256_storeu_ps(dst + c * 8, zero);
+    for (index_t c = g.pad + wcopy; c < cols; ++c) _mm256_storeu_ps(dst + c * 8, zero);
+    for (index_t ix = 0; ix < wcopy; ix += 8) {
+      const index_t n = std::min<index_t>(8, wcopy - ix);
+      const __m256i m = lane_mask8(n);
+      __m256 v[8];
+      for (int ch = 0; ch < 8; ++ch) v[ch] = _mm256_maskload_ps(x + ch * plane_in + iy * g.w + ix, m);
+      transpose8(v);
+      for (index_t j = 0; j < n; ++j) _mm256_storeu_ps(dst + (g.pad + ix + j) * 8, v[j]);
+    }
+  }
+  constexpr int NP = 8;
+  for (index_t oy = 0; oy < ho; ++oy) {
+    const float* inr = in + oy * S * cols * 8;
+    float* orow = outb + oy * wo * 8;
+    index_t ox = 0;
+    for (; ox + NP <= wo; ox += NP) depthwise8_positions<K, S, NP>(inr, cols, w8, bv, ox, orow);
+    switch (wo - ox) {
+    case 0: break;
+    case 1: depthwise8_positions<K, S, 1>(inr, cols, w8, bv, ox, orow); break;
+    case 2: depthwise8_positions<K, S, 2>(inr, cols, w8, bv, ox, orow); break;
+    case 3: depthwise8_positions<K, S, 3>(inr, cols, w8, bv, ox, orow); break;
+    case 4: depthwise8_positions<K, S, 4>(inr, cols, w8, bv, ox, orow); break;
+    case 5: depthwise8_positions<K, S, 5>(inr, cols, w8, bv, ox, orow); break;
+    case 6: depthwise8_positions<K, S, 6>(inr, cols, w8, bv, ox, orow); break;
+    default: depthwise8_positions<K, S, 7>(inr, cols, w8, bv, ox, orow); break;
+    }
+  }
+  // Back to planes, 8 positions x 8 planes per transpose.
+  const index_t n_out = ho * wo;
+  for (index_t p0 = 0; p0 < n_out; p0 += 8) {
+    const index_t n = std::min<index_t>(8, n_out - p0);
+    __m256 v[8];
+    for (index_t j = 0; j < 8; ++j) v[j] = j < n ? _mm256_loadu_ps(outb + (p0 + j) * 8) : zero;
+    transpose8(v);
+    if (n == 8)
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(y + c * plane_out + p0, v[c]);
+    else {
+      const __m256i m = lane_mask8(n);
+      for (int c = 0; c < 8; ++c) _mm256_maskstore_ps(y + c * plane_out + p0, m, v[c]);
+    }
+  }
+}
+
+/// depthwise8 for the run-time kernel size g.k (1..7) and stride (1 or 2).
+template <int S>
+void depthwise8_k(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
+                  const conv_geometry& g, float* scratch) noexcept {
+  switch (g.k) {
+  case 1: depthwise8<1, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  case 2: depthwise8<2, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  case 3: depthwise8<3, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  case 4: depthwise8<4, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  case 5: depthwise8<5, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  case 6: depthwise8<6, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  default: depthwise8<7, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
+  }
+}
+inline void depthwise8_any(const float* x, index_t plane_in, const float* w, const float* bias, float* y,
+                           index_t plane_out, const conv_geometry& g, float* scratch) noexcept {
+  if (g.stride == 1) depthwise8_k<1>(x, plane_in, w, bias, y, plane_out, g, scratch);
+  else depthwise8_k<2>(x, plane_in, w, bias, y, plane_out, g, scratch);
+}
+
+/// Whether B runs the 8-channel interleaved kernel: AVX2 without AVX-512 (which has its own
+/// 16-channel one).
+template <class B>
+constexpr bool interleaved8_depthwise() noexcept {
+  if constexpr (std::is_same_v<B, backend::scalar>) return false;
+  else return is_avx2<typename B::arch> && !is_avx512<typename B::arch>;
+}
 
 /// The vector operations of the rolling-row depthwise kernel, one traits struct per ISA: `L`
 /// lanes; `nv_max(K)` vectors of output columns per strip and `band_split(K)`, the filter row
@@ -858,19 +1017,24 @@ template <class B = backend::best_cpu>
 index_t depthwise_scratch_floats(const conv_geometry& g) {
   const index_t ho = g.out_h(), wo = g.out_w();
   const index_t grouped = (ho + g.k - 1) * (wo + g.k - 1) * 16 + g.k * g.k * 16 + ho * wo * 16 + 16;
-  return std::max({grouped, detail::rolling_scratch_floats(g), conv_scratch_floats<B>(g, 1)});
+  index_t interleaved8 = 0;
+#if MEMBOUND_HAS_AVX2
+  interleaved8 = detail::interleaved8_scratch_floats(g);
+#endif
+  return std::max({grouped, interleaved8, detail::rolling_scratch_floats(g), conv_scratch_floats<B>(g, 1)});
 }
 
-/// Depthwise convolution of `batch` images of `channels` consecutive planes, x (batch,C,h,w) ->
-/// y (batch,C,ho,wo), with filters w (C,k,k) and bias (C) or null. At stride 1 with odd k >= 3,
-/// rows that use 3/4 of their vectors' lanes (e.g. 12-16 outputs on AVX-512, 6-8 on AVX2) run plane by
-/// plane through the rolling-row kernel (AVX2 runs a 7x7 filter in two bands of filter rows);
-/// on AVX-512 the other stride-1 cases go in groups of 16 channels through the
-/// channel-interleaved kernel; either prefetches the next plane or group, across image
-/// boundaries too. Other cases run `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming
-/// stores. Per output the sum is bias, then taps in (ky, kx) order, on every path (results equal
-/// the scalar twin's bit for bit, signed zeros and NaNs from the padding included).
-/// scratch: depthwise_scratch_floats<B>(g) floats. Complexity: 2 k^2 flops per output.
+/// Depthwise convolution of `batch` images of `channels` consecutive planes, x (batch,C,h,w) -> y (batch,C,ho,wo),
+/// with filters w (C,k,k) and bias (C) or null. At stride 1 with odd k >= 3, rows that use 3/4 of their vectors'
+/// lanes (e.g. 12-16 outputs on AVX-512, 6-8 on AVX2) run plane by plane through the rolling-row kernel (AVX2 runs
+/// a 7x7 filter in two bands of filter rows); on AVX-512 the other stride-1 cases go in groups of 16 channels
+/// through the channel-interleaved kernel; either prefetches the next plane or group, across image boundaries too.
+/// On AVX2 (without AVX-512), outputs at most 16 wide and 64 high that the rolling-row kernel does not take (4x4
+/// maps, stride 2) go in groups of 8 channels through an 8-channel interleaved kernel. Other cases run
+/// `depthwise_conv2d` plane by plane. Outputs of 8 MiB or more in all leave with streaming stores. Per output the
+/// sum is bias, then taps in (ky, kx) order, on every path (results equal the scalar twin's bit for bit, signed
+/// zeros and NaNs from the padding included). scratch: depthwise_scratch_floats<B>(g) floats. Complexity: 2 k^2
+/// flops per output.
 template <class B = backend::best_cpu>
 void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, const float* bias, float* y,
                              const conv_geometry& g, float* scratch, index_t batch = 1);
@@ -972,18 +1136,25 @@ void depthwise_conv2d_planes(const float* x, index_t channels, const float* w, c
         detail::depthwise16_s1_k(xc, plane_in, wc, bc, yc, plane_out, g, scratch, nx, stream);
       }
 #endif
+#if MEMBOUND_HAS_AVX2
+  if constexpr (detail::interleaved8_depthwise<B>())
+    if (detail::interleaved8_fits(g))
+      for (; c + 8 <= channels; c += 8)
+        detail::depthwise8_any(x + c * plane_in, plane_in, w + c * kk, bias != nullptr ? bias + c : nullptr,
+                               y + c * plane_out, plane_out, g, scratch);
+#endif
   for (; c < channels; ++c)
     depthwise_conv2d<B>(x + c * plane_in, w + c * kk, bias != nullptr ? bias[c] : 0.0f, y + c * plane_out, g, scratch);
   }
 }
 
-/// Depthwise convolution of one image whose channel planes lie `x_stride` floats apart (e.g. a
-/// channel-major (C, B, h, w) activation: stride B h w), into planes `y_stride` apart; filters w
-/// (C,k,k), bias (C) or null. On AVX-512 at stride 1, groups of 16 channels run through the
-/// channel-interleaved kernel (the small planes of vision networks: 7x7, 4x4); everything else
-/// runs `depthwise_conv2d` plane by plane. Per output the sum is bias, then taps in (ky, kx)
-/// order (equal to the scalar twin bit for bit). scratch: depthwise_scratch_floats<B>(g).
-/// Complexity: 2 k^2 flops per output.
+/// Depthwise convolution of one image whose channel planes lie `x_stride` floats apart (e.g. a channel-major (C, B,
+/// h, w) activation: stride B h w), into planes `y_stride` apart; filters w (C,k,k), bias (C) or null. On AVX-512
+/// at stride 1, groups of 16 channels run through the channel-interleaved kernel (the small planes of vision
+/// networks: 7x7, 4x4); on AVX2 (without AVX-512), groups of 8 through the 8-channel one for outputs at most 16
+/// wide and 64 high (any stride); everything else runs `depthwise_conv2d` plane by plane. Per output the sum is
+/// bias, then taps in (ky, kx) order (equal to the scalar twin bit for bit). scratch:
+/// depthwise_scratch_floats<B>(g). Complexity: 2 k^2 flops per output.
 template <class B = backend::best_cpu>
 void depthwise_conv2d_strided(const float* x, index_t channels, index_t x_stride, const float* w, const float* bias,
                               float* y, index_t y_stride, const conv_geometry& g, float* scratch) {
@@ -1003,6 +1174,13 @@ void depthwise_conv2d_strided(const float* x, index_t channels, index_t x_stride
         float* yc = y + c * y_stride;
         detail::depthwise16_s1_k(xc, x_stride, wc, bc, yc, y_stride, g, scratch, nullptr, false);
       }
+#endif
+#if MEMBOUND_HAS_AVX2
+  if constexpr (detail::interleaved8_depthwise<B>())
+    if (detail::interleaved8_fits(g))
+      for (; c + 8 <= channels; c += 8)
+        detail::depthwise8_any(x + c * x_stride, x_stride, w + c * kk, bias != nullptr ? bias + c : nullptr,
+                               y + c * y_stride, y_stride, g, scratch);
 #endif
   for (; c < channels; ++c)
     depthwise_conv2d<B>(x + c * x_stride, w + c * kk, bias != nullptr ? bias[c] : 0.0f, y + c * y_stride, g, scratch);
