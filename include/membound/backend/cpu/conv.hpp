@@ -594,58 +594,68 @@ MEMBOUND_ALWAYS_INLINE __m256i lane_mask8(index_t n) noexcept {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/// Whether the 8-channel interleaved kernel serves g: small output rows (where a plane-by-plane
-/// kernel leaves most lanes idle) that the rolling-row kernel does not take.
+/// Whether the 8-channel interleaved kernel serves g: output rows at most 16 wide (where a
+/// plane-by-plane kernel leaves most lanes idle) and at most 64 of them (bounded scratch). Callers
+/// give the rolling-row kernel the stride-1 cases it takes first.
 inline bool interleaved8_fits(const conv_geometry& g) noexcept { return g.out_w() <= 16 && g.out_h() <= 64; }
 
-/// Floats of scratch `depthwise8` needs: the interleaved padded input, the filters, the output.
-inline index_t interleaved8_scratch_floats(const conv_geometry& g) noexcept {
-  const index_t ho = g.out_h(), wo = g.out_w();
-  return ((ho - 1) * g.stride + g.k) * ((wo - 1) * g.stride + g.k) * 8 + g.k * g.k * 8 + ho * wo * 8;
+/// Columns of depthwise8's interleaved input rows: those the outputs reach, and at least those a
+/// block of 8 positions reads (rows narrower than a block compute one whole block).
+inline index_t interleaved8_cols(const conv_geometry& g) noexcept {
+  return std::max((g.out_w() - 1) * g.stride + g.k, 7 * g.stride + g.k);
 }
 
-/// NP output positions of one row of 8 interleaved channels from ox0: bias, then the taps in
-/// (ky, kx) order by FMA (the scalar twin's order), inputs read from L1 by each FMA.
-template <int K, int S, int NP>
-MEMBOUND_ALWAYS_INLINE void depthwise8_positions(const float* in, index_t cols, const float* w8, __m256 bias, index_t ox0,
-                                                 float* out) noexcept {
-  __m256 acc[NP];
-#pragma GCC unroll 16
-  for (int j = 0; j < NP; ++j) acc[j] = bias;
-#pragma GCC unroll 7
-  for (int ky = 0; ky < K; ++ky) {
+/// Floats of scratch `depthwise8` needs: the interleaved padded input, the filters, the output
+/// and one block.
+inline index_t interleaved8_scratch_floats(const conv_geometry& g) noexcept {
+  const index_t ho = g.out_h(), wo = g.out_w();
+  return ((ho - 1) * g.stride + g.k) * interleaved8_cols(g) * 8 + g.k * g.k * 8 + ho * wo * 8 + 64;
+}
+
+/// 8 output positions of one row of 8 interleaved channels from ox0: bias, then the k x k taps in
+/// (ky, kx) order by FMA (the scalar twin's order), inputs read from L1 by each FMA. The kernel
+/// size is a run-time loop bound (one instantiation per stride keeps the compile time small).
+template <int S>
+MEMBOUND_ALWAYS_INLINE void depthwise8_block(const float* in, index_t cols, const float* w8, index_t k, __m256 bias,
+                                             index_t ox0, float* out) noexcept {
+  __m256 acc[8];
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) acc[j] = bias;
+  for (index_t ky = 0; ky < k; ++ky) {
     const float* row = in + (ky * cols + ox0 * S) * 8;
-#pragma GCC unroll 7
-    for (int kx = 0; kx < K; ++kx) {
-      const __m256 wv = _mm256_loadu_ps(w8 + (ky * K + kx) * 8);
-#pragma GCC unroll 16
-      for (int j = 0; j < NP; ++j) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row + (j * S + kx) * 8), acc[j]);
+    for (index_t kx = 0; kx < k; ++kx) {
+      const __m256 wv = _mm256_loadu_ps(w8 + (ky * k + kx) * 8);
+      const float* src = row + kx * 8;
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(src + j * S * 8), acc[j]);
     }
   }
-#pragma GCC unroll 16
-  for (int j = 0; j < NP; ++j) _mm256_storeu_ps(out + (ox0 + j) * 8, acc[j]);
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + j * 8, acc[j]);
 }
 
 /// Depthwise convolution of 8 consecutive planes (plane strides plane_in / plane_out floats) at
 /// stride S through a channel-interleaved copy: every lane is busy on the small maps of vision
-/// networks (7x7, 4x4, stride 2), where a plane row fills half a vector or less. `w` (8,K,K), bias
-/// 8 values or null. Same sums in the same order as the scalar twin (bit for bit, the zero padding
-/// included). scratch: interleaved8_scratch_floats(g).
-template <int K, int S>
+/// networks (7x7, 4x4, stride 2), where a plane row fills half a vector or less. `w` (8,k,k), bias
+/// 8 values or null. Rows go in blocks of 8 positions, the last one moved back to end at the row's
+/// end (the overlap is recomputed with the same values). Same sums in the same order as the scalar
+/// twin (bit for bit, the zero padding included). scratch: interleaved8_scratch_floats(g).
+template <int S>
 void depthwise8(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
                 const conv_geometry& g, float* scratch) noexcept {
-  const index_t ho = g.out_h(), wo = g.out_w(), rows = (ho - 1) * S + K, cols = (wo - 1) * S + K;
-  float* in = scratch;                  // (rows, cols, 8)
-  float* w8 = in + rows * cols * 8;     // (K K, 8)
-  float* outb = w8 + K * K * 8;         // (ho wo, 8)
-  for (int t = 0; t < K * K; ++t)
-    for (int c = 0; c < 8; ++c) w8[t * 8 + c] = w[c * K * K + t];
+  const index_t k = g.k, ho = g.out_h(), wo = g.out_w(), rows = (ho - 1) * S + k, cols = interleaved8_cols(g);
+  float* in = scratch;              // (rows, cols, 8)
+  float* w8 = in + rows * cols * 8; // (k k, 8)
+  float* outb = w8 + k * k * 8;     // (ho wo, 8)
+  float* block = outb + ho * wo * 8; // (8, 8): one block of a row narrower than 8
+  for (index_t t = 0; t < k * k; ++t)
+    for (index_t c = 0; c < 8; ++c) w8[t * 8 + c] = w[c * k * k + t];
   alignas(32) float b8[8];
   for (int c = 0; c < 8; ++c) b8[c] = bias != nullptr ? bias[c] : 0.0f;
   const __m256 bv = _mm256_load_ps(b8), zero = _mm256_setzero_ps();
   // Interleave the input rows the outputs reach (zero outside the plane), 8 columns x 8 planes
   // per transpose.
-  const index_t wcopy = std::min(g.w, cols - g.pad);
+  const index_t wcopy = std::max<index_t>(0, std::min(g.w, cols - g.pad));
   for (index_t r = 0; r < rows; ++r) {
     float* dst = in + r * cols * 8;
     const index_t iy = r - g.pad;
@@ -664,21 +674,17 @@ void depthwise8(const float* x, index_t plane_in, const float* w, const float* b
       for (index_t j = 0; j < n; ++j) _mm256_storeu_ps(dst + (g.pad + ix + j) * 8, v[j]);
     }
   }
-  constexpr int NP = 8;
   for (index_t oy = 0; oy < ho; ++oy) {
     const float* inr = in + oy * S * cols * 8;
     float* orow = outb + oy * wo * 8;
-    index_t ox = 0;
-    for (; ox + NP <= wo; ox += NP) depthwise8_positions<K, S, NP>(inr, cols, w8, bv, ox, orow);
-    switch (wo - ox) {
-    case 0: break;
-    case 1: depthwise8_positions<K, S, 1>(inr, cols, w8, bv, ox, orow); break;
-    case 2: depthwise8_positions<K, S, 2>(inr, cols, w8, bv, ox, orow); break;
-    case 3: depthwise8_positions<K, S, 3>(inr, cols, w8, bv, ox, orow); break;
-    case 4: depthwise8_positions<K, S, 4>(inr, cols, w8, bv, ox, orow); break;
-    case 5: depthwise8_positions<K, S, 5>(inr, cols, w8, bv, ox, orow); break;
-    case 6: depthwise8_positions<K, S, 6>(inr, cols, w8, bv, ox, orow); break;
-    default: depthwise8_positions<K, S, 7>(inr, cols, w8, bv, ox, orow); break;
+    if (wo < 8) {
+      depthwise8_block<S>(inr, cols, w8, k, bv, 0, block);
+      std::copy_n(block, wo * 8, orow);
+      continue;
+    }
+    for (index_t ox = 0; ox < wo; ox += 8) {
+      const index_t o = std::min(ox, wo - 8);
+      depthwise8_block<S>(inr, cols, w8, k, bv, o, orow + o * 8);
     }
   }
   // Back to planes, 8 positions x 8 planes per transpose.
@@ -697,24 +703,11 @@ void depthwise8(const float* x, index_t plane_in, const float* w, const float* b
   }
 }
 
-/// depthwise8 for the run-time kernel size g.k (1..7) and stride (1 or 2).
-template <int S>
-void depthwise8_k(const float* x, index_t plane_in, const float* w, const float* bias, float* y, index_t plane_out,
-                  const conv_geometry& g, float* scratch) noexcept {
-  switch (g.k) {
-  case 1: depthwise8<1, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  case 2: depthwise8<2, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  case 3: depthwise8<3, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  case 4: depthwise8<4, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  case 5: depthwise8<5, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  case 6: depthwise8<6, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  default: depthwise8<7, S>(x, plane_in, w, bias, y, plane_out, g, scratch); break;
-  }
-}
+/// depthwise8 for the run-time stride (1 or 2).
 inline void depthwise8_any(const float* x, index_t plane_in, const float* w, const float* bias, float* y,
                            index_t plane_out, const conv_geometry& g, float* scratch) noexcept {
-  if (g.stride == 1) depthwise8_k<1>(x, plane_in, w, bias, y, plane_out, g, scratch);
-  else depthwise8_k<2>(x, plane_in, w, bias, y, plane_out, g, scratch);
+  if (g.stride == 1) depthwise8<1>(x, plane_in, w, bias, y, plane_out, g, scratch);
+  else depthwise8<2>(x, plane_in, w, bias, y, plane_out, g, scratch);
 }
 
 /// Whether B runs the 8-channel interleaved kernel: AVX2 without AVX-512 (which has its own
