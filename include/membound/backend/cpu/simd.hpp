@@ -300,17 +300,20 @@ MEMBOUND_ALWAYS_INLINE float hmax(const fbatch<A>& v) noexcept {
 
 // ---- fast exp --------------------------------------------------------------------------------
 
+/// c0 x^n + c1 x^(n-1) + ... + cn by Horner's rule with FMA (the highest coefficient first).
+template <class A, class... C>
+MEMBOUND_ALWAYS_INLINE fbatch<A> horner(const fbatch<A>& x, float c0, C... cs) noexcept {
+  fbatch<A> p(c0);
+  ((p = detail::fma<A>(p, x, fbatch<A>(static_cast<float>(cs)))), ...);
+  return p;
+}
+
 template <class A>
 MEMBOUND_ALWAYS_INLINE fbatch<A> exp_poly(const fbatch<A>& r) noexcept {
-  using B = fbatch<A>;
   // Cephes expf: exp(r) ~ 1 + r + r^2 P(r) on |r| <= ln2/2.
-  B p(1.9875691500e-4f);
-  p = detail::fma<A>(p, r, B(1.3981999507e-3f));
-  p = detail::fma<A>(p, r, B(8.3334519073e-3f));
-  p = detail::fma<A>(p, r, B(4.1665795894e-2f));
-  p = detail::fma<A>(p, r, B(1.6666665459e-1f));
-  p = detail::fma<A>(p, r, B(5.0000001201e-1f));
-  return detail::fma<A>(p, r * r, r + B(1.f));
+  const fbatch<A> p = horner<A>(r, 1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                                1.6666665459e-1f, 5.0000001201e-1f);
+  return detail::fma<A>(p, r * r, r + fbatch<A>(1.f));
 }
 
 /// exp(x) for every lane; <= 1 ulp (measured) from the correctly rounded result (see the file
@@ -367,14 +370,8 @@ MEMBOUND_ALWAYS_INLINE fbatch<A> exp(const fbatch<A>& x) noexcept {
 /// with FMA).
 template <class A>
 MEMBOUND_ALWAYS_INLINE fbatch<A> exp2_poly(const fbatch<A>& f) noexcept {
-  using B = fbatch<A>;
-  B p(1.5345810971e-04f);
-  p = detail::fma<A>(p, f, B(1.3399930904e-03f));
-  p = detail::fma<A>(p, f, B(9.6184890717e-03f));
-  p = detail::fma<A>(p, f, B(5.5503286421e-02f));
-  p = detail::fma<A>(p, f, B(2.4022646248e-01f));
-  p = detail::fma<A>(p, f, B(6.9314718246e-01f));
-  return detail::fma<A>(p, f, B(1.f));
+  return horner<A>(f, 1.5345810971e-04f, 1.3399930904e-03f, 9.6184890717e-03f, 5.5503286421e-02f, 2.4022646248e-01f,
+                   6.9314718246e-01f, 1.f);
 }
 
 /// 2^y for every lane, without a branch, for the attention epilogues that fold log2(e) into their
