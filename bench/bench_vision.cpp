@@ -5,6 +5,9 @@
 // `gemm_384x384x3136`: the GEMM entry on a shape the batch-16 FFNs run (its GFLOP/s is the
 // practical ceiling of the 1x1 convolutions). `packed_conv1x1_MxKxN` / `sgemm_conv1x1_MxKxN`: one
 // 1x1 convolution through cpu::packed_gemm and through the GEMM entry (hot weights).
+// `tile_attention_N{n}_d{d}` / `tile_attention_scalar_N{n}_d{d}`: one head of cascaded group
+// attention on one window (n tokens, key width 16, value width d) through the SIMD kernel and its
+// scalar twin; FLOP/s = 2 n^2 (16 + d), the softmax not counted.
 // bench/compare/vision_pytorch.py runs timm's models in PyTorch in the same run and prints the ratios.
 #include <benchmark/benchmark.h>
 
@@ -14,6 +17,7 @@
 #include <string>
 
 #include "membound/backend/cpu/packed_gemm.hpp"
+#include "membound/backend/cpu/tile_attention.hpp"
 #include "membound/vision/vision.hpp"
 #include "probes.hpp"
 
@@ -80,6 +84,30 @@ void conv1x1(bm::State& st, index_t m, index_t k, index_t n, bool packed) {
   bench::flops(st, 2.0 * double(m) * double(n) * double(k));
 }
 
+// One attention tile of cascaded group attention (a 7 x 7 window has n = 49), hot in L1.
+template <class B>
+void tile_attention(bm::State& st, index_t n, index_t d) {
+  const index_t kd = 16, ldb = cpu::tile_attention_bias_stride(n);
+  std::vector<float> q(static_cast<std::size_t>(kd * n)), k(q.size()), v(static_cast<std::size_t>(d * n)),
+      bias(static_cast<std::size_t>(n * ldb), 0.0f), o(v.size()),
+      scratch(static_cast<std::size_t>(cpu::tile_attention_scratch_floats(n, kd)));
+  std::mt19937 gen(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto* a : {&q, &k, &v})
+    for (float& x : *a) x = nd(gen);
+  for (index_t m = 0; m < n; ++m)
+    for (index_t j = 0; j < n; ++j) bias[static_cast<std::size_t>(m * ldb + j)] = nd(gen);
+  const auto run = [&] {
+    cpu::tile_attention<B>(n, kd, d, q.data(), n, k.data(), n, v.data(), n, bias.data(), ldb, o.data(), n, scratch.data());
+  };
+  run();
+  for (auto _ : st) {
+    run();
+    bm::ClobberMemory();
+  }
+  bench::flops(st, 2.0 * double(n) * double(n) * double(kd + d));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +127,12 @@ int main(int argc, char** argv) {
               std::to_string(n),
           [=](bm::State& st) { conv1x1(st, m, k, n, packed); })
           ->Unit(bm::kMicrosecond);
+  for (const auto& [n, d] : std::vector<std::array<index_t, 2>>{{49, 64}, {16, 64}}) {
+    const std::string shape = "_N" + std::to_string(n) + "_d" + std::to_string(d);
+    reg("tile_attention" + shape, [=](bm::State& st) { tile_attention<backend::best_cpu>(st, n, d); })->Unit(bm::kMicrosecond);
+    reg("tile_attention_scalar" + shape, [=](bm::State& st) { tile_attention<backend::scalar>(st, n, d); })
+        ->Unit(bm::kMicrosecond);
+  }
   for (const auto& cfg : vision::efficientvit_configs())
     for (index_t batch : {1, 16})
       for (int threads : {1, 2})
@@ -114,6 +148,8 @@ int main(int argc, char** argv) {
       {"packed_conv1x1_384x192x196", "sgemm_conv1x1_384x192x196", "FLOP/s", 1.0},
       {"packed_conv1x1_288x576x49", "sgemm_conv1x1_288x576x49", "FLOP/s", 1.0},
       {"packed_conv1x1_768x384x16", "sgemm_conv1x1_768x384x16", "FLOP/s", 1.0},
+      {"tile_attention_N49_d64", "tile_attention_scalar_N49_d64", "FLOP/s", 0.0},
+      {"tile_attention_N16_d64", "tile_attention_scalar_N16_d64", "FLOP/s", 0.0},
       {"efficientvit_m3_b16_t1", "probe_fma", "FLOP/s", 0.6},
       {"efficientvit_m4_b16_t1", "probe_fma", "FLOP/s", 0.6},
       {"efficientvit_m5_b16_t1", "probe_fma", "FLOP/s", 0.6},

@@ -13,6 +13,7 @@
 /// and the outputs at padded positions are dropped. The projection is position-wise, so it runs
 /// after cropping. Costs: those of `cascaded_group_attention` per window, plus two copies.
 
+#include <algorithm>
 #include <string>
 
 #include "membound/vision/cascaded_group_attention.hpp"
@@ -71,11 +72,10 @@ public:
             for (index_t wx = 0; wx < nw; ++wx)
               for (index_t ty = 0; ty < ws; ++ty) {
                 float* out = dst + ((wy * nw + wx) * ws + ty) * ws;
-                const index_t yy = wy * ws + ty;
-                for (index_t tx = 0; tx < ws; ++tx) {
-                  const index_t xx = wx * ws + tx;
-                  out[tx] = yy < resolution && xx < resolution ? src[yy * resolution + xx] : 0.0f;
-                }
+                const index_t yy = wy * ws + ty, x0 = wx * ws;
+                const index_t cnt = yy < resolution ? std::min(ws, resolution - x0) : 0; // in-map part of the row
+                std::copy_n(src + yy * resolution + x0, cnt, out);
+                std::fill(out + cnt, out + ws, 0.0f);
               }
         }
       attn.heads_forward(xw_.data(), windows, ow_.data());
@@ -85,9 +85,12 @@ public:
         for (index_t img = 0; img < b; ++img) {
           const float* src = ow_.data() + (ch * b + img) * nw * nw * n;
           float* dst = o_.data() + (ch * b + img) * hw;
-          for (index_t yy = 0; yy < resolution; ++yy)
-            for (index_t xx = 0; xx < resolution; ++xx)
-              dst[yy * resolution + xx] = src[((yy / ws * nw + xx / ws) * ws + yy % ws) * ws + xx % ws];
+          for (index_t wy = 0; wy < nw; ++wy)
+            for (index_t ty = 0; ty < ws && wy * ws + ty < resolution; ++ty)
+              for (index_t wx = 0; wx < nw; ++wx) {
+                const index_t yy = wy * ws + ty, x0 = wx * ws;
+                std::copy_n(src + ((wy * nw + wx) * ws + ty) * ws, std::min(ws, resolution - x0), dst + yy * resolution + x0);
+              }
         }
     }
     detail::cm_conv1x1<B>(attn.proj, o_.data(), t, y, t, t, detail::epilogue::bias, accumulate);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // cpu::packed_gemm (vision/'s 1x1 convolutions with weights packed once): every backend against a
 // double-precision reference on ragged shapes (rows around the tile height, columns around one
-// and two vectors, K = 0 and beyond any blocking), strided x and y, each epilogue; the SIMD FMA
-// tiles equal the scalar twin bit for bit; independence of how the columns are split; bad input.
+// and two vectors, K = 0 and beyond any blocking, column tails over groups of 8, 4, 2 and 1
+// panels), strided x and y, each epilogue; the SIMD FMA tiles equal the scalar twin bit for bit;
+// independence of how the columns are split; bad input.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -63,7 +64,8 @@ TEST_CASE_TEMPLATE_DEFINE("packed_gemm matches a double reference on ragged shap
   const std::array<index_t, 3> shapes[] = {{1, 1, 1},   {5, 3, 7},    {11, 16, 15}, {12, 9, 16},  {13, 33, 17},
                                            {25, 64, 31}, {24, 20, 32}, {36, 7, 33},  {96, 48, 49}, {40, 300, 196},
                                            {7, 0, 9},    {30, 600, 16}, {14, 21, 3},  {27, 40, 18},
-                                           {13, 50, 35}, {12, 12, 20}, {5, 9, 36}};
+                                           {13, 50, 35}, {12, 12, 20}, {5, 9, 36},  {65, 300, 17},
+                                           {65, 130, 18}, {65, 40, 3},  {65, 130, 1}};
   for (const auto& s : shapes) {
     const index_t m = s[0], k = s[1], n = s[2];
     CAPTURE(m); CAPTURE(k); CAPTURE(n);
@@ -100,7 +102,7 @@ using fma_tags = decltype(std::tuple_cat(std::tuple<backend::avx2>{},
 TEST_CASE_TEMPLATE_DEFINE("packed_gemm's FMA tiles equal the scalar twin bit for bit, however the columns are split", B,
                           packed_twin) {
   for (const auto& s : {std::array<index_t, 3>{13, 33, 17}, {96, 48, 49}, {40, 300, 196}, {30, 600, 16}, {8, 5, 3},
-                        {27, 40, 18}, {13, 50, 35}}) {
+                        {27, 40, 18}, {13, 50, 35}, {65, 300, 17}, {65, 130, 18}, {65, 40, 3}, {65, 130, 1}}) {
     const index_t m = s[0], k = s[1], n = s[2];
     CAPTURE(m); CAPTURE(k); CAPTURE(n);
     const problem p(m, k, n, 1, static_cast<std::uint32_t>(7 * m + n));

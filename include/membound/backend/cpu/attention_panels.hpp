@@ -54,17 +54,7 @@ struct blocking {
 
 namespace detail {
 
-/// f(integral_constant<int, m>) for the runtime m in [1, M].
-template <int M, class F>
-MEMBOUND_ALWAYS_INLINE void with_count(index_t m, F&& f) {
-  if constexpr (M > 1) {
-    if (m < M) {
-      with_count<M - 1>(m, f);
-      return;
-    }
-  }
-  f(std::integral_constant<int, M>{});
-}
+using cpu::detail::with_count;
 
 template <class A, int MR, class Epi>
 MEMBOUND_ALWAYS_INLINE void nt_tile(index_t kd, const float* x, index_t ldx, const float* yt, index_t r0, index_t j0,

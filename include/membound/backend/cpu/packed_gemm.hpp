@@ -16,10 +16,11 @@
 /// inside the loop. (Copying every panel cost 25% at 48 rows of W, where few tiles share a copy:
 /// 48 x 128 x 48 hot, 124 -> 162 GFLOP/s on machine B.) At most 4 columns past the last whole
 /// vector (N = 49 is 3 vectors and 1 column) run through a column kernel instead: a panel's mr
-/// rows in one vector, one FMA per weight step and column, 4 panels at once (2 on AVX2) so that
-/// the chains do not wait on the FMA latency. K runs in blocks of `packed_matrix::kc` (128)
-/// columns, so the x panel of a block (24 KiB) stays in L1; y carries each output's chain from
-/// block to block.
+/// rows in one vector, one FMA per weight step and column, enough panels at once for about 8
+/// chains against the FMA latency (8 panels for one column), K block by K block right after the
+/// last tile panel's pass over the block, while its weights are in L2. K runs in blocks of
+/// `packed_matrix::kc` (128) columns, so the x panel of a block (24 KiB) stays in L1; y carries
+/// each output's chain from block to block.
 /// The weights lie in the order the tiles read them, and the stream is prefetched
 /// `packed_prefetch_bytes` ahead into L2: at batch 1 each weight serves a few columns only and
 /// comes from memory (EfficientViT-M5 reads 50 MB of weights per image).
@@ -212,18 +213,21 @@ MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp
 /// N = 49 (a 7 x 7 map) is 3 vectors and 1 column, N = 196 is 12 vectors and 4 columns.
 inline constexpr index_t packed_column_tail = 4;
 
-/// Panels of W the column kernel runs at once: its chains are one per (panel, column), each one
-/// FMA per step, so a single panel would wait on the FMA latency.
-template <class A>
-inline constexpr int packed_column_panels = is_avx512<A> ? 4 : 2;
+/// Panels of W the column kernel runs at once for TC columns: its chains are one per (panel,
+/// column), each one FMA per step, so it takes panels until about 8 chains cover the FMA latency
+/// (a single column with 2 panels ran at 11 GFLOP/s on AVX2: M = 576, K = 288, N = 49 took 205 us
+/// against 176 us for N = 48).
+template <class A, int TC>
+inline constexpr int packed_column_panels = std::max(is_avx512<A> ? 4 : 2, 8 / TC);
 
-/// TC columns j of the PG panels p0.. of W: y[r, j] op= sum_k W[r, k] x[k, j] for the panels'
-/// rows (`last_rows` in the last one, which may be partial), each panel's MR rows in one vector
-/// (MR <= lanes; the lanes past MR read the next step's weights and are dropped). The same FMA
-/// chain per output as the tiles and the scalar twin.
+/// K block b of TC columns j of the PG panels p0.. of W: y[r, j] op= sum_{k in block b} W[r, k]
+/// x[k, j] for the panels' rows (`last_rows` in the last one, which may be partial), x at the
+/// block's first row, each panel's MR rows in one vector (MR <= lanes; the lanes past MR read the
+/// next step's weights and are dropped). y carries the chain from block to block (load_y), as
+/// for the tiles: the same FMA chain per output as the tiles and the scalar twin.
 template <class A, int MR, int PG, int TC>
-MEMBOUND_ALWAYS_INLINE void packed_column_kernel(const packed_matrix& w, index_t p0, const float* x, index_t ldx, float* y,
-                                                 index_t ldy, index_t last_rows, bool load_y, const float* bias,
+MEMBOUND_ALWAYS_INLINE void packed_column_kernel(const packed_matrix& w, index_t b, index_t p0, const float* x, index_t ldx,
+                                                 float* y, index_t ldy, index_t last_rows, bool load_y, const float* bias,
                                                  bool relu) {
   static_assert(MR <= static_cast<int>(lanes<A>), "packed_column_kernel: the panel's rows must fit one vector");
   constexpr index_t L = static_cast<index_t>(lanes<A>);
@@ -237,16 +241,15 @@ MEMBOUND_ALWAYS_INLINE void packed_column_kernel(const packed_matrix& w, index_t
   unroll<PG>([&](auto g) MEMBOUND_INLINE_LAMBDA {
     unroll<TC>([&](auto c) MEMBOUND_INLINE_LAMBDA { acc[g][c] = fbatch<A>::load_aligned(buf[g][c]); });
   });
-  const index_t blocks = (w.cols() + packed_matrix::kc - 1) / packed_matrix::kc;
-  for (index_t b = 0; b < blocks; ++b) {
+  const index_t kb = w.cols() == 0 ? 0 : w.block_cols(b);
+  if (kb > 0) {
     const float* wp[PG];
     unroll<PG>([&](auto g) MEMBOUND_INLINE_LAMBDA { wp[g] = w.tile(b, p0 + g); });
-    const float* xb = x + b * packed_matrix::kc * ldx;
     const char* pf = reinterpret_cast<const char*>(wp[0]) + packed_prefetch_bytes;
-    for (index_t i = 0, kb = w.block_cols(b); i < kb; ++i) {
+    for (index_t i = 0; i < kb; ++i) {
       prefetch<2>(pf + i * PG * MR * static_cast<index_t>(sizeof(float)));
       fbatch<A> xv[TC];
-      unroll<TC>([&](auto c) MEMBOUND_INLINE_LAMBDA { xv[c] = fbatch<A>(xb[i * ldx + c]); });
+      unroll<TC>([&](auto c) MEMBOUND_INLINE_LAMBDA { xv[c] = fbatch<A>(x[i * ldx + c]); });
       unroll<PG>([&](auto g) MEMBOUND_INLINE_LAMBDA {
         const fbatch<A> wv = loadu<A>(wp[g] + i * MR);
         unroll<TC>([&](auto c) MEMBOUND_INLINE_LAMBDA { acc[g][c] = fma<A>(wv, xv[c], acc[g][c]); });
@@ -266,33 +269,35 @@ MEMBOUND_ALWAYS_INLINE void packed_column_kernel(const packed_matrix& w, index_t
       }
 }
 
-template <class A, int MR, int PG>
-void packed_columns_group(const packed_matrix& w, index_t p0, const float* x, index_t ldx, float* y, index_t ldy,
-                          index_t last_rows, index_t cols, bool load_y, const float* bias, bool relu) {
-  switch (cols) {
-  case 1: packed_column_kernel<A, MR, PG, 1>(w, p0, x, ldx, y, ldy, last_rows, load_y, bias, relu); break;
-  case 2: packed_column_kernel<A, MR, PG, 2>(w, p0, x, ldx, y, ldy, last_rows, load_y, bias, relu); break;
-  case 3: packed_column_kernel<A, MR, PG, 3>(w, p0, x, ldx, y, ldy, last_rows, load_y, bias, relu); break;
-  default: packed_column_kernel<A, MR, PG, 4>(w, p0, x, ldx, y, ldy, last_rows, load_y, bias, relu); break;
-  }
+/// K block b of the column kernel for TC columns over every panel: groups of
+/// packed_column_panels<A, TC>, then pairs, then single panels.
+template <class A, int MR, int TC>
+void packed_columns_of(const packed_matrix& w, index_t b, const float* x, index_t ldx, float* y, index_t ldy, bool load_y,
+                       const float* bias, bool relu) {
+  constexpr int PG = packed_column_panels<A, TC>;
+  const index_t m = w.rows(), panels = w.panels();
+  const auto run = [&](auto pg, index_t p) {
+    constexpr int G = decltype(pg)::value;
+    const index_t r0 = p * MR;
+    packed_column_kernel<A, MR, G, TC>(w, b, p, x, ldx, y + r0 * ldy, ldy, std::min<index_t>(MR, m - (p + G - 1) * MR),
+                                       load_y, bias ? bias + r0 : nullptr, relu);
+  };
+  index_t p = 0;
+  for (; p + PG <= panels; p += PG) run(std::integral_constant<int, PG>{}, p);
+  if constexpr (PG > 2)
+    for (; p + 2 <= panels; p += 2) run(std::integral_constant<int, 2>{}, p);
+  for (; p < panels; ++p) run(std::integral_constant<int, 1>{}, p);
 }
 
-/// The column kernel over every panel: groups of packed_column_panels, then one panel at a time.
+/// K block b of the column kernel over every panel for `cols` (1..packed_column_tail) columns.
 template <class A, int MR>
-void packed_columns(const packed_matrix& w, const float* x, index_t ldx, float* y, index_t ldy, index_t cols,
-                    const packed_epilogue& epi) {
-  constexpr int PG = packed_column_panels<A>;
-  const index_t m = w.rows(), panels = w.panels();
-  index_t p = 0;
-  for (; p + PG <= panels; p += PG) {
-    const index_t r0 = p * MR;
-    packed_columns_group<A, MR, PG>(w, p, x, ldx, y + r0 * ldy, ldy, std::min<index_t>(MR, m - (p + PG - 1) * MR), cols,
-                                    epi.accumulate, epi.bias ? epi.bias + r0 : nullptr, epi.relu);
-  }
-  for (; p < panels; ++p) {
-    const index_t r0 = p * MR;
-    packed_columns_group<A, MR, 1>(w, p, x, ldx, y + r0 * ldy, ldy, std::min<index_t>(MR, m - r0), cols, epi.accumulate,
-                                   epi.bias ? epi.bias + r0 : nullptr, epi.relu);
+void packed_columns(const packed_matrix& w, index_t b, const float* x, index_t ldx, float* y, index_t ldy, index_t cols,
+                    bool load_y, const float* bias, bool relu) {
+  switch (cols) {
+  case 1: packed_columns_of<A, MR, 1>(w, b, x, ldx, y, ldy, load_y, bias, relu); break;
+  case 2: packed_columns_of<A, MR, 2>(w, b, x, ldx, y, ldy, load_y, bias, relu); break;
+  case 3: packed_columns_of<A, MR, 3>(w, b, x, ldx, y, ldy, load_y, bias, relu); break;
+  default: packed_columns_of<A, MR, 4>(w, b, x, ldx, y, ldy, load_y, bias, relu); break;
   }
 }
 
@@ -317,6 +322,13 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
   constexpr bool columns = MR <= L; // the column kernel holds a panel's rows in one vector (not on sse4)
   const index_t whole = n / L * L, rest = n - whole;
   const index_t tiled = columns && rest > 0 && rest <= packed_column_tail ? whole : n;
+  // The columns past `tiled` run block by block right after the last tile panel's pass over the
+  // same K block, while its weights are still in L2 (a pass of their own re-read all of W from
+  // L3: 20 us of 200 for M = 576, K = 288, N = 49 on machine D).
+  const auto column_tail = [&](index_t b, bool load_y, const float* bias, bool relu) {
+    if constexpr (columns)
+      packed_columns<A, MR>(w, b, x + b * packed_matrix::kc * ldx + tiled, ldx, y + tiled, ldy, n - tiled, load_y, bias, relu);
+  };
   for (index_t j0 = 0; j0 < tiled; j0 += NR) {
     const index_t nc = std::min(NR, tiled - j0);
     const index_t vecs = (nc + L - 1) / L; // a tail panel runs only the vectors it needs
@@ -358,10 +370,14 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
           packed_tile_kernel<A, MR, 2>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         p += pp;
       }
+      if (tiled < n && j0 + NR >= tiled) column_tail(b, load_y, bias, relu);
     }
   }
-  if constexpr (columns)
-    if (tiled < n) packed_columns<A, MR>(w, x + tiled, ldx, y + tiled, ldy, n - tiled, epi);
+  if (tiled == 0 && n > 0) // fewer columns than one vector: the column kernel alone
+    for (index_t b = 0; b < std::max<index_t>(blocks, 1); ++b) {
+      const bool last = b + 1 >= blocks;
+      column_tail(b, b > 0 || epi.accumulate, last ? epi.bias : nullptr, last && epi.relu);
+    }
 }
 
 } // namespace detail

@@ -56,6 +56,19 @@ constexpr void check_cpu_backend() {
   static_assert(backend::is_cpu_backend<B>, "membound: this kernel needs backend::scalar or backend::simd<Arch>");
 }
 
+/// f(integral_constant<int, m>) for the runtime m in [1, M]: a run-time count as a compile-time
+/// one, for register tiles whose edge tiles are smaller.
+template <int M, class F>
+MEMBOUND_ALWAYS_INLINE void with_count(std::ptrdiff_t m, F&& f) {
+  if constexpr (M > 1) {
+    if (m < M) {
+      with_count<M - 1>(m, f);
+      return;
+    }
+  }
+  f(std::integral_constant<int, M>{});
+}
+
 // ---- fused multiply-add ----------------------------------------------------------------------
 
 /// x * y + z with one rounding. xsimd 8.1 has no AVX-512 fma kernel (it falls back to x * y + z,
