@@ -18,7 +18,8 @@
 /// vector (N = 49 is 3 vectors and 1 column) run through a column kernel instead: a panel's mr
 /// rows in one vector, one FMA per weight step and column, enough panels at once for about 8
 /// chains against the FMA latency (8 panels for one column), K block by K block right after the
-/// last tile panel's pass over the block, while its weights are in L2. K runs in blocks of
+/// last tile panel's pass over the block, while its weights are in L2; a single column past a last
+/// panel of whole vectors (N = 49) rides in that panel's tiles instead. K runs in blocks of
 /// `packed_matrix::kc` (128) columns, so the x panel of a block (24 KiB) stays in L1; y carries
 /// each output's chain from block to block.
 /// The weights lie in the order the tiles read them, and the stream is prefetched
@@ -163,14 +164,26 @@ inline constexpr index_t packed_prefetch_bytes = MEMBOUND_PACKED_PREFETCH;
 /// weight stream `packed_prefetch_bytes` ahead: at batch 1 each weight is read once per forward
 /// pass and comes from memory, not from cache, and the panels lie in the order the tiles read
 /// them.
-template <class A, int MR, int NV, int PP = 1>
+/// With TAIL (one panel, MR <= lanes): also the single column xt[c ldx] (c < k) into yt[r ldy],
+/// the panel's rows in one more vector that takes each weight step's MR weights as a vector, the
+/// column kernel's arithmetic fused into the tile's K loop while the weights are in L1.
+template <class A, int MR, int NV, int PP = 1, bool TAIL = false>
 MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp, index_t pstride,
                                                const float* MEMBOUND_RESTRICT xp, index_t k, index_t ldxp, float* y,
                                                index_t ldy, index_t rows, index_t cols, bool load_y, const float* bias,
-                                               bool relu) {
+                                               bool relu, const float* xt = nullptr, index_t ldxt = 0,
+                                               float* yt = nullptr) {
+  static_assert(!TAIL || (PP == 1 && MR <= static_cast<int>(lanes<A>)), "packed_tile_kernel: a tail column needs one panel in one vector");
   constexpr index_t L = static_cast<index_t>(lanes<A>);
   constexpr int R = PP * MR;
   fbatch<A> acc[R][NV];
+  [[maybe_unused]] alignas(64) float tbuf[L] = {};
+  [[maybe_unused]] fbatch<A> tacc;
+  if constexpr (TAIL) {
+    if (load_y)
+      for (index_t r = 0; r < rows; ++r) tbuf[r] = yt[r * ldy];
+    tacc = fbatch<A>::load_aligned(tbuf);
+  }
   const auto col_n = [&](int v) { return std::clamp<index_t>(cols - v * L, 0, L); };
   unroll<R>([&](auto r) MEMBOUND_INLINE_LAMBDA {
     unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA {
@@ -192,6 +205,16 @@ MEMBOUND_ALWAYS_INLINE void packed_tile_kernel(const float* MEMBOUND_RESTRICT wp
       const fbatch<A> w(wp[(r / MR) * pstride + c * MR + r % MR]);
       unroll<NV>([&](auto v) MEMBOUND_INLINE_LAMBDA { acc[r][v] = fma<A>(w, xv[v], acc[r][v]); });
     });
+    if constexpr (TAIL) tacc = fma<A>(loadu<A>(wp + c * MR), fbatch<A>(xt[c * ldxt]), tacc);
+  }
+  if constexpr (TAIL) {
+    tacc.store_aligned(tbuf);
+    for (index_t r = 0; r < rows; ++r) {
+      float o = tbuf[r];
+      if (bias) o += bias[r];
+      if (relu) o = o > 0.f ? o : 0.f; // as vmaxps(o, 0): NaN -> 0
+      yt[r * ldy] = o;
+    }
   }
   unroll<R>([&](auto r) MEMBOUND_INLINE_LAMBDA {
     if (r >= rows) return;
@@ -329,6 +352,10 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
     if constexpr (columns)
       packed_columns<A, MR>(w, b, x + b * packed_matrix::kc * ldx + tiled, ldx, y + tiled, ldy, n - tiled, load_y, bias, relu);
   };
+  // A single column past a last panel of NV whole vectors (N = 49 on AVX2 and AVX-512, 17) rides
+  // in that panel's tiles instead, one more chain per tile, with the weights in L1.
+  const index_t last_panel = tiled > 0 ? (tiled - 1) / NR * NR : 0;
+  const bool fused_tail = columns && n - tiled == 1 && tiled - last_panel == NR;
   for (index_t j0 = 0; j0 < tiled; j0 += NR) {
     const index_t nc = std::min(NR, tiled - j0);
     const index_t vecs = (nc + L - 1) / L; // a tail panel runs only the vectors it needs
@@ -364,13 +391,17 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
           packed_tile_kernel<A, MR, 1, pair>(wp, MR * kb, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         else if (vecs == 1)
           packed_tile_kernel<A, MR, 1>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
-        else if (vecs == NV)
+        else if (vecs == NV && fused_tail && j0 == last_panel) {
+          if constexpr (columns)
+            packed_tile_kernel<A, MR, NV, 1, true>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu,
+                                                   x + k0 * ldx + tiled, ldx, y + r0 * ldy + tiled);
+        } else if (vecs == NV)
           packed_tile_kernel<A, MR, NV>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         else // two vectors of a three-vector tile
           packed_tile_kernel<A, MR, 2>(wp, 0, xs, kb, ldxs, yt, ldy, rows, nc, load_y, bp, relu);
         p += pp;
       }
-      if (tiled < n && j0 + NR >= tiled) column_tail(b, load_y, bias, relu);
+      if (tiled < n && !fused_tail && j0 + NR >= tiled) column_tail(b, load_y, bias, relu);
     }
   }
   if (tiled == 0 && n > 0) // fewer columns than one vector: the column kernel alone
