@@ -74,7 +74,7 @@ public:
                 float* out = dst + ((wy * nw + wx) * ws + ty) * ws;
                 const index_t yy = wy * ws + ty, x0 = wx * ws;
                 const index_t cnt = yy < resolution ? std::min(ws, resolution - x0) : 0; // in-map part of the row
-                std::copy_n(src + yy * resolution + x0, cnt, out);
+                if (cnt > 0) std::copy_n(src + yy * resolution + x0, cnt, out);
                 std::fill(out + cnt, out + ws, 0.0f);
               }
         }

@@ -346,8 +346,7 @@ void packed_gemm_simd(const packed_matrix& w, const float* x, index_t ldx, float
   const index_t whole = n / L * L, rest = n - whole;
   const index_t tiled = columns && rest > 0 && rest <= packed_column_tail ? whole : n;
   // The columns past `tiled` run block by block right after the last tile panel's pass over the
-  // same K block, while its weights are still in L2 (a pass of their own re-read all of W from
-  // L3: 20 us of 200 for M = 576, K = 288, N = 49 on machine D).
+  // same K block, while its weights are still in L2 (not in a pass of their own over all of W).
   const auto column_tail = [&](index_t b, bool load_y, const float* bias, bool relu) {
     if constexpr (columns)
       packed_columns<A, MR>(w, b, x + b * packed_matrix::kc * ldx + tiled, ldx, y + tiled, ldy, n - tiled, load_y, bias, relu);
