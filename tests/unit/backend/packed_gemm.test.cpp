@@ -2,8 +2,9 @@
 // cpu::packed_gemm (vision/'s 1x1 convolutions with weights packed once): every backend against a
 // double-precision reference on ragged shapes (rows around the tile height, columns around one
 // and two vectors, K = 0 and beyond any blocking, column tails over groups of 8, 4, 2 and 1
-// panels), strided x and y, each epilogue; the SIMD FMA tiles equal the scalar twin bit for bit;
-// independence of how the columns are split; bad input.
+// panels, a single tail column inside the last tile), strided x and y, each epilogue; the SIMD
+// FMA tiles equal the scalar twin bit for bit; independence of how the columns are split; bad
+// input.
 #include <doctest/doctest.h>
 
 #include <array>
