@@ -36,6 +36,19 @@ namespace membound {
 inline namespace v0_1 {
 namespace cpu {
 
+namespace detail {
+/// f(rows, vectors, r0, j0) over register tiles of up to 3 rows x 4 vectors covering `rows` x
+/// `nv` (both counts as integral_constants): the tiling of both products of `tile_attention`.
+template <class F>
+MEMBOUND_ALWAYS_INLINE void tiles_3x4(index_t rows, index_t nv, F&& f) {
+  for (index_t r0 = 0; r0 < rows; r0 += 3)
+    for (index_t j0 = 0; j0 < nv; j0 += 4)
+      with_count<3>(std::min<index_t>(3, rows - r0), [&](auto rr) MEMBOUND_INLINE_LAMBDA {
+        with_count<4>(std::min<index_t>(4, nv - j0), [&](auto jj) MEMBOUND_INLINE_LAMBDA { f(rr, jj, r0, j0); });
+      });
+}
+} // namespace detail
+
 /// Largest token count of one tile.
 inline constexpr index_t tile_attention_max_tokens = 64;
 
@@ -81,27 +94,23 @@ void tile_attention(index_t n, index_t kd, index_t d, const float* q, index_t ld
     // S^T[m, :] = bias_t[m, :] + sum_c k[c, m] q[c, :], in tiles of up to 3 keys x 4 vectors
     // (12 independent chains against the FMA latency; each output still one chain over c).
     const V zero(0.0f);
-    for (index_t m0 = 0; m0 < n; m0 += 3)
-      for (index_t j0 = 0; j0 < nv; j0 += 4)
-        detail::with_count<3>(std::min<index_t>(3, n - m0), [&](auto mm) MEMBOUND_INLINE_LAMBDA {
-          detail::with_count<4>(std::min<index_t>(4, nv - j0), [&](auto jj) MEMBOUND_INLINE_LAMBDA {
-            constexpr int MM = decltype(mm)::value, JJ = decltype(jj)::value;
-            V acc[MM][JJ];
-            for (int i = 0; i < MM; ++i)
-              for (int j = 0; j < JJ; ++j)
-                acc[i][j] = bias_t != nullptr ? V::load_unaligned(bias_t + (m0 + i) * ldb + (j0 + j) * L) : zero;
-            for (index_t c = 0; c < kd; ++c) {
-              V qv[JJ];
-              for (int j = 0; j < JJ; ++j) qv[j] = V::load_unaligned(qs + c * np + (j0 + j) * L);
-              for (int i = 0; i < MM; ++i) {
-                const V kb(k[c * ldk + m0 + i]);
-                for (int j = 0; j < JJ; ++j) acc[i][j] = detail::fma(kb, qv[j], acc[i][j]);
-              }
-            }
-            for (int i = 0; i < MM; ++i)
-              for (int j = 0; j < JJ; ++j) acc[i][j].store_unaligned(st + (m0 + i) * np + (j0 + j) * L);
-          });
-        });
+    detail::tiles_3x4(n, nv, [&](auto mm, auto jj, index_t m0, index_t j0) MEMBOUND_INLINE_LAMBDA {
+      constexpr int MM = decltype(mm)::value, JJ = decltype(jj)::value;
+      V acc[MM][JJ];
+      for (int i = 0; i < MM; ++i)
+        for (int j = 0; j < JJ; ++j)
+          acc[i][j] = bias_t != nullptr ? V::load_unaligned(bias_t + (m0 + i) * ldb + (j0 + j) * L) : zero;
+      for (index_t c = 0; c < kd; ++c) {
+        V qv[JJ];
+        for (int j = 0; j < JJ; ++j) qv[j] = V::load_unaligned(qs + c * np + (j0 + j) * L);
+        for (int i = 0; i < MM; ++i) {
+          const V kb(k[c * ldk + m0 + i]);
+          for (int j = 0; j < JJ; ++j) acc[i][j] = detail::fma(kb, qv[j], acc[i][j]);
+        }
+      }
+      for (int i = 0; i < MM; ++i)
+        for (int j = 0; j < JJ; ++j) acc[i][j].store_unaligned(st + (m0 + i) * np + (j0 + j) * L);
+    });
     // Column softmax over m: max, exp(x - max) in place, 1 / sum.
     for (index_t j = 0; j < nv; ++j) {
       V mx(-std::numeric_limits<float>::infinity());
@@ -115,36 +124,32 @@ void tile_attention(index_t n, index_t kd, index_t d, const float* q, index_t ld
       (V(1.0f) / sum).store_unaligned(inv + j * L);
     }
     // o[c, :] = (sum_m v[c, m] E[m, :]) * inv, in tiles of up to 3 channels x 4 vectors.
-    for (index_t c0 = 0; c0 < d; c0 += 3)
-      for (index_t j0 = 0; j0 < nv; j0 += 4)
-        detail::with_count<3>(std::min<index_t>(3, d - c0), [&](auto cc) MEMBOUND_INLINE_LAMBDA {
-          detail::with_count<4>(std::min<index_t>(4, nv - j0), [&](auto jj) MEMBOUND_INLINE_LAMBDA {
-            constexpr int CC = decltype(cc)::value, JJ = decltype(jj)::value;
-            V acc[CC][JJ];
-            for (int i = 0; i < CC; ++i)
-              for (int j = 0; j < JJ; ++j) acc[i][j] = zero;
-            for (index_t m = 0; m < n; ++m) {
-              V e[JJ];
-              for (int j = 0; j < JJ; ++j) e[j] = V::load_unaligned(st + m * np + (j0 + j) * L);
-              for (int i = 0; i < CC; ++i) {
-                const V vb(v[(c0 + i) * ldv + m]);
-                for (int j = 0; j < JJ; ++j) acc[i][j] = detail::fma(vb, e[j], acc[i][j]);
-              }
-            }
-            for (int i = 0; i < CC; ++i) {
-              float* oc = o + (c0 + i) * ldo;
-              for (int j = 0; j < JJ; ++j) {
-                const index_t at = (j0 + j) * L;
-                const V r = acc[i][j] * V::load_unaligned(inv + at);
-                if (at + L <= n) r.store_unaligned(oc + at);
-                else {
-                  r.store_unaligned(tail);
-                  std::copy_n(tail, n - at, oc + at);
-                }
-              }
-            }
-          });
-        });
+    detail::tiles_3x4(d, nv, [&](auto cc, auto jj, index_t c0, index_t j0) MEMBOUND_INLINE_LAMBDA {
+      constexpr int CC = decltype(cc)::value, JJ = decltype(jj)::value;
+      V acc[CC][JJ];
+      for (int i = 0; i < CC; ++i)
+        for (int j = 0; j < JJ; ++j) acc[i][j] = zero;
+      for (index_t m = 0; m < n; ++m) {
+        V e[JJ];
+        for (int j = 0; j < JJ; ++j) e[j] = V::load_unaligned(st + m * np + (j0 + j) * L);
+        for (int i = 0; i < CC; ++i) {
+          const V vb(v[(c0 + i) * ldv + m]);
+          for (int j = 0; j < JJ; ++j) acc[i][j] = detail::fma(vb, e[j], acc[i][j]);
+        }
+      }
+      for (int i = 0; i < CC; ++i) {
+        float* oc = o + (c0 + i) * ldo;
+        for (int j = 0; j < JJ; ++j) {
+          const index_t at = (j0 + j) * L;
+          const V r = acc[i][j] * V::load_unaligned(inv + at);
+          if (at + L <= n) r.store_unaligned(oc + at);
+          else {
+            r.store_unaligned(tail);
+            std::copy_n(tail, n - at, oc + at);
+          }
+        }
+      }
+    });
   }
 }
 
